@@ -1,0 +1,46 @@
+# Taskdesk: `make run` starts it with demo data, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SIM_RATE ?= 2
+
+.PHONY: run test test-fast lint format migrate seed clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+migrate: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput
+
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: seed
+	@echo ""
+	@echo "  Taskdesk:  http://$(HOST):$(PORT)/   (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "  Logins (password 'taskdesk'): alice (operator, acme), bob (viewer, acme),"
+	@echo "                                charlie (operator, globex), admin (superuser)"
+	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s."
+	@echo ""
+	TASKDESK_SIMULATE=$(SIM_RATE) $(BIN)/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+format: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) taskdesk.sqlite3 staticfiles .pytest_cache

@@ -1,0 +1,234 @@
+"""Taskdesk settings: embedded defaults for a bare machine, environment for production.
+
+No variables set: SQLite file and the in-memory channel layer. `DATABASE_URL` switches to
+PostgreSQL (psycopg 3, pooled), `REDIS_URL` to the channels-redis layer and the Redis cache.
+A malformed value stops start-up with `ImproperlyConfigured` naming the variable.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
+
+
+def envint(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envurl(name: str, schemes: set[str]) -> str | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        allowed = ", ".join(sorted(schemes))
+        raise ImproperlyConfigured(f"{name} must be a URL with scheme {allowed} and a host, got {raw!r}")
+    return raw
+
+
+DEBUG = envbool("DEBUG", True)
+
+_DEV_SECRET = "taskdesk-insecure-development-key-do-not-use-in-production"
+SECRET_KEY = os.environ.get("SECRET_KEY", _DEV_SECRET)
+if not DEBUG and SECRET_KEY == _DEV_SECRET:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+if len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "tasks_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+ASGI_APPLICATION = "dashboard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+DATABASE_URL = envurl("DATABASE_URL", {"postgres", "postgresql", "sqlite"})
+TEST_DATABASE_NAME = os.environ.get("TEST_DATABASE_NAME", "")
+if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
+    _db = dj_database_url.parse(DATABASE_URL)
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    # The pool replaces CONN_MAX_AGE (which leaks connections under ASGI and cannot be combined).
+    _db["CONN_MAX_AGE"] = 0
+    _db["OPTIONS"] = {
+        "pool": {
+            "min_size": envint("DB_POOL_MIN", 2, minimum=0),
+            "max_size": envint("DB_POOL_MAX", 20, minimum=1),
+            "timeout": envint("DB_POOL_TIMEOUT", 30, minimum=1),
+        }
+    }
+    _db["TEST"] = {"NAME": TEST_DATABASE_NAME or "test_taskdesk"}
+else:
+    _path = urlparse(DATABASE_URL).path.lstrip("/") if DATABASE_URL else ""
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": _path or BASE_DIR / "taskdesk.sqlite3",
+        # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue instead of
+        # failing half-way through a read-modify-write.
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        "TEST": {"NAME": TEST_DATABASE_NAME or None},
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer and cache -----------------------------------------------------
+REDIS_URL = envurl("REDIS_URL", {"redis", "rediss"})
+CHANNEL_CAPACITY = envint("CHANNEL_CAPACITY", 1000, minimum=100)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8's socket_timeout=5 collides with the layer's 5 s BZPOPMIN and
+                # drops idle sockets; a 100-connection pool breaks mass group_discard.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 5000}],
+                # The default 100 is shared by every consumer of a process and drops bursts.
+                "capacity": CHANNEL_CAPACITY,
+                "expiry": 60,
+                "prefix": os.environ.get("CHANNEL_PREFIX", "taskdesk"),
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "taskdesk"),
+            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY, "expiry": 60},
+        }
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "task_list"
+LOGOUT_REDIRECT_URL = "login"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Taskdesk limits --------------------------------------------------------------------
+# Request bodies above this are refused before parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# Static files: WhiteNoise serves them under daphne; in DEBUG straight from the finders.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}

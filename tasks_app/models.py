@@ -1,0 +1,362 @@
+"""The task domain. Rows change only through `tasks_app.services`."""
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from . import lifecycle
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Organization(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    ADMIN = "admin", "Admin"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization} ({self.role})"
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role in (Role.OPERATOR, Role.ADMIN)
+
+
+TOKEN_PREFIX = "td_"
+
+
+def hash_token(raw: str) -> str:
+    # API tokens are 32 random bytes: a fast hash is enough (no dictionary to brute-force).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # First characters of the token, shown so people can tell tokens apart; not a secret.
+    prefix = models.CharField(max_length=16, db_index=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def generate() -> str:
+        return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class Agent(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="agents")
+    # The id agents and SDKs use for it (xpander's agent_id, Agentex's agent name).
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="agent_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    id = models.CharField(primary_key=True, max_length=100, default=new_task_id)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="tasks")
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="sub_tasks")
+
+    # Identity and origin.
+    name = models.CharField(max_length=200, null=True, blank=True)  # Agentex's unique name
+    title = models.CharField(max_length=500, blank=True, default="")
+    source = models.CharField(max_length=100, blank=True, default="")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    triggering_agent_id = models.CharField(max_length=200, blank=True, default="")
+
+    # Input.
+    input_text = models.TextField(blank=True, default="")
+    input_files = models.JSONField(default=list, blank=True)
+    input_user = models.JSONField(null=True, blank=True)
+    additional_context = models.TextField(blank=True, default="")
+    instructions_override = models.TextField(blank=True, default="")
+    expected_output = models.TextField(blank=True, default="")
+    output_format = models.CharField(max_length=50, blank=True, default="")
+    output_schema = models.JSONField(null=True, blank=True)
+    think_mode = models.CharField(max_length=20, blank=True, default="default")
+    mcp_servers = models.JSONField(default=list, blank=True)
+    disable_attachment_injection = models.BooleanField(default=False)
+    voice_id = models.CharField(max_length=100, blank=True, default="")
+
+    # State.
+    status = models.CharField(max_length=20, choices=lifecycle.STATUS_CHOICES, default=lifecycle.Status.PENDING)
+    status_reason = models.TextField(blank=True, default="")
+    internal_status = models.CharField(max_length=100, blank=True, default="")
+    priority = models.PositiveSmallIntegerField(default=50)
+    last_executed_node_id = models.CharField(max_length=200, blank=True, default="")
+    is_manually_stopped = models.BooleanField(default=False)
+    is_orchestration = models.BooleanField(default=False)
+    events_streaming = models.BooleanField(default=False)
+    return_metrics = models.BooleanField(default=False)
+    execution_attempts = models.PositiveIntegerField(default=1)
+    deep_planning = models.JSONField(default=dict, blank=True)
+
+    # Output.
+    result = models.TextField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    payload_extension = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    used_tools = models.JSONField(default=list, blank=True)
+    duration = models.FloatField(default=0.0)
+
+    # Bookkeeping.
+    version = models.PositiveIntegerField(default=1)
+    # Hash of the body a caller-supplied id was created with: same body again is idempotent.
+    create_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cleaned_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], condition=Q(name__isnull=False), name="task_unique_name"
+            ),
+            models.CheckConstraint(condition=Q(priority__lte=100), name="task_priority_0_100"),
+        ]
+        indexes = [
+            # Newest-first keyset pagination per organization, and its filtered variants.
+            models.Index(fields=["organization", "-created_at", "-id"], name="task_org_created"),
+            models.Index(fields=["organization", "status", "-created_at", "-id"], name="task_org_status"),
+            models.Index(fields=["organization", "agent", "-created_at", "-id"], name="task_org_agent"),
+            models.Index(fields=["organization", "source", "-created_at", "-id"], name="task_org_source"),
+            models.Index(fields=["organization", "-updated_at", "-id"], name="task_org_updated"),
+            # claim(): highest priority, then oldest, among pending tasks.
+            models.Index(
+                fields=["organization", "-priority", "created_at", "id"],
+                condition=Q(status="pending", deleted_at__isnull=True),
+                name="task_claim_queue",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+    @property
+    def display_title(self) -> str:
+        return self.title or (self.input_text[:120] if self.input_text else self.id)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def is_terminal(self) -> bool:
+        return lifecycle.is_terminal(self.status)
+
+    @property
+    def allowed_next_statuses(self) -> list[str]:
+        return sorted(lifecycle.allowed_next(self.status))
+
+    @property
+    def plan_items(self) -> list[dict]:
+        items = (self.deep_planning or {}).get("tasks") or []
+        return [item for item in items if isinstance(item, dict)]
+
+    @property
+    def plan_progress(self) -> tuple[int, int]:
+        items = self.plan_items
+        return sum(1 for item in items if item.get("completed")), len(items)
+
+
+class ActivityKind(models.TextChoices):
+    MESSAGE = "message", "Message"
+    TOOL_CALL = "tool_call", "Tool call"
+    TOOL_RESULT = "tool_result", "Tool result"
+    REASONING = "reasoning", "Reasoning"
+
+
+class ActivityEntry(models.Model):
+    """One step of what the agent did: append-only."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="activity")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=ActivityKind.choices)
+    role = models.CharField(max_length=20, blank=True, default="")
+    content = models.TextField(blank=True, default="")
+    tool_name = models.CharField(max_length=200, blank=True, default="")
+    tool_call_id = models.CharField(max_length=200, blank=True, default="")
+    tool_arguments = models.JSONField(null=True, blank=True)
+    tool_output = models.JSONField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["task", "id"], name="activity_task_id"),
+            models.Index(fields=["task", "kind", "id"], name="activity_task_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+
+class HitlDecision(models.TextChoices):
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    # The task left its pause some other way (stopped, resumed by the agent, deleted).
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class HitlRequest(models.Model):
+    """A pause awaiting a person's decision."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="hitl_requests")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    question = models.TextField()
+    details = models.TextField(blank=True, default="")
+    options = models.JSONField(default=list, blank=True)
+    # The action the agent proposes; a reviewer may amend it before approving.
+    proposed_payload = models.JSONField(null=True, blank=True)
+    amended_payload = models.JSONField(null=True, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField(null=True, blank=True)
+    # What happens at the deadline, and the status a rejection moves the task to.
+    on_timeout = models.CharField(max_length=16, choices=HitlDecision.choices, default=HitlDecision.REJECTED)
+    reject_status = models.CharField(max_length=20, choices=lifecycle.STATUS_CHOICES, default=lifecycle.Status.FAILED)
+    decision = models.CharField(max_length=16, choices=HitlDecision.choices, null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_label = models.CharField(max_length=200, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    comment = models.TextField(blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expired = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["requested_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task"], condition=Q(decision__isnull=True), name="hitl_one_pending"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["organization", "requested_at"], condition=Q(decision__isnull=True), name="hitl_pending"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"HITL #{self.pk} for {self.task_id}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.decision is None
+
+    @property
+    def effective_payload(self):
+        return self.amended_payload if self.amended_payload is not None else self.proposed_payload
+
+
+class ActorKind(models.TextChoices):
+    USER = "user", "Staff user"
+    TOKEN = "token", "API token"
+    SYSTEM = "system", "System"
+
+
+class Face(models.TextChoices):
+    DASHBOARD = "dashboard", "Dashboard"
+    ADMIN = "admin", "Admin"
+    API = "api", "REST API"
+    XPANDER = "xpander", "xpander API"
+    AGENTEX = "agentex", "Agentex API"
+    JSONRPC = "jsonrpc", "JSON-RPC"
+    COMMAND = "command", "Command"
+    SYSTEM = "system", "System"
+
+
+class EventType(models.TextChoices):
+    CREATED = "task.created", "Created"
+    UPDATED = "task.updated", "Updated"
+    ACTIVITY = "task.activity", "Activity"
+    HITL_REQUESTED = "task.hitl_requested", "HITL requested"
+    HITL_DECIDED = "task.hitl_decided", "HITL decided"
+    METRICS = "task.metrics", "Metrics"
+    DELETED = "task.deleted", "Deleted"
+
+
+class TaskEvent(models.Model):
+    """One change to a task: the audit history, the outbox and the replay log."""
+
+    id = models.BigAutoField(primary_key=True)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=32, choices=EventType.choices)
+    changes = models.JSONField(default=list)
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    actor_kind = models.CharField(max_length=10, choices=ActorKind.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=200)
+    face = models.CharField(max_length=16, choices=Face.choices)
+    task_version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["organization", "id"], name="event_org_id"),
+            models.Index(fields=["task", "id"], name="event_task_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.task_id} v{self.task_version}"

@@ -1,0 +1,78 @@
+"""Shared fixtures: organizations acme and globex; alice (operator, acme), bob (viewer, acme),
+charlie (operator, globex); and markers for tests that need PostgreSQL or Redis."""
+
+import os
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tasks_app.models import Agent, Membership, Organization, Role
+from tasks_app.services import Actor
+
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+ON_REDIS = bool(settings.REDIS_URL)
+
+requires_postgres = pytest.mark.skipif(
+    not ON_POSTGRES, reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)"
+)
+requires_redis = pytest.mark.skipif(not ON_REDIS, reason="needs Redis: set REDIS_URL=redis://... (CI does)")
+
+
+def pytest_report_header(config):
+    return [
+        f"taskdesk database: {connection.vendor} ({settings.DATABASES['default']['NAME']})",
+        f"taskdesk channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}",
+    ]
+
+
+@pytest.fixture
+def acme(db):
+    return Organization.objects.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def globex(db):
+    return Organization.objects.create(slug="globex", name="Globex")
+
+
+def _user(django_user_model, username, org, role):
+    user = django_user_model.objects.create_user(username=username, password="taskdesk")
+    if org is not None:
+        Membership.objects.create(user=user, organization=org, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(django_user_model, acme):
+    return _user(django_user_model, "alice", acme, Role.OPERATOR)
+
+
+@pytest.fixture
+def bob(django_user_model, acme):
+    return _user(django_user_model, "bob", acme, Role.VIEWER)
+
+
+@pytest.fixture
+def charlie(django_user_model, globex):
+    return _user(django_user_model, "charlie", globex, Role.OPERATOR)
+
+
+@pytest.fixture
+def agent(acme):
+    return Agent.objects.create(organization=acme, name="support-bot")
+
+
+@pytest.fixture
+def alice_actor(alice):
+    return Actor.for_user(alice)
+
+
+@pytest.fixture
+def system_actor():
+    return Actor.system("test")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("CI") and (not ON_POSTGRES or not ON_REDIS):
+        raise pytest.UsageError("CI must run on PostgreSQL and Redis: set DATABASE_URL and REDIS_URL")
