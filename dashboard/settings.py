@@ -143,8 +143,12 @@ else:
         # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue instead of
         # failing half-way through a read-modify-write.
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
-        "TEST": {"NAME": TEST_DATABASE_NAME or None},
+        # A file, not memory, so a server process started by the tests can share it.
+        "TEST": {"NAME": TEST_DATABASE_NAME or BASE_DIR / "test_taskdesk.sqlite3"},
     }
+if envbool("TASKDESK_USE_TEST_DATABASE", False):
+    # A server process started by the test suite serves the suite's test database.
+    _db["NAME"] = _db["TEST"]["NAME"]
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

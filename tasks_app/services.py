@@ -20,6 +20,7 @@ from django.utils import timezone
 from . import broadcast, lifecycle
 from .lifecycle import Status
 from .models import (
+    TOKEN_PREFIX,
     ActivityEntry,
     ActivityKind,
     ActorKind,
@@ -32,6 +33,7 @@ from .models import (
     Organization,
     Task,
     TaskEvent,
+    hash_token,
 )
 
 # --- Actors -------------------------------------------------------------------------------
@@ -753,6 +755,50 @@ def append_activity(
     return created
 
 
+# --- API tokens ---------------------------------------------------------------------------
+
+
+def api_token_create(*, organization: Organization, name: str, created_by=None) -> tuple[ApiToken, str]:
+    """Create a token; the raw value is returned once and only its hash is stored."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput({"name": ["Must be 1 to 100 characters."]})
+    raw = ApiToken.generate()
+    token = ApiToken.objects.create(
+        organization=organization,
+        name=name,
+        prefix=raw[:10],
+        token_hash=hash_token(raw),
+        created_by=created_by,
+    )
+    return token, raw
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def api_token_authenticate(raw: str | None) -> ApiToken | None:
+    """The active token for a raw value (its last-used time refreshed at most once a minute)."""
+    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        return None
+    token = (
+        ApiToken.objects.select_related("organization")
+        .filter(token_hash=hash_token(raw), revoked_at__isnull=True)
+        .first()
+    )
+    if token is None:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
 # --- Human in the loop --------------------------------------------------------------------
 
 
@@ -935,4 +981,7 @@ __all__ = [
     "hitl_request",
     "hitl_decide",
     "hitl_expire_due",
+    "api_token_create",
+    "api_token_revoke",
+    "api_token_authenticate",
 ]

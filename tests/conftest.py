@@ -76,3 +76,63 @@ def system_actor():
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("CI") and (not ON_POSTGRES or not ON_REDIS):
         raise pytest.UsageError("CI must run on PostgreSQL and Redis: set DATABASE_URL and REDIS_URL")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real daphne process serving the test database; yields its base URL.
+
+    Tests that use it need committed data (`transactional_db`) or create it over HTTP.
+    Changes made in this process reach its sockets only through Redis (the in-memory layer
+    does not cross processes), so live tests also need `requires_redis`.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+        "TASKDESK_USE_TEST_DATABASE": "1",
+        "TEST_DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("TASKDESK_SIMULATE", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=settings.BASE_DIR,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/login/", timeout=1)  # noqa: S310
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"daphne did not start:\n{log_path.read_text()}") from None
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
