@@ -214,6 +214,24 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Request bodies above this are refused before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 
+
+def envrates(name: str, default: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """`key=count/seconds,...` -> {key: (count, seconds)}, merged over the defaults."""
+    raw = os.environ.get(name, "").strip()
+    rates = dict(default)
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, _, spec = item.partition("=")
+        count, _, seconds = spec.partition("/")
+        try:
+            rates[key.strip()] = (int(count), int(seconds or 60))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} entries look like face.operation=20/60, got {item!r}") from None
+    return rates
+
+
+# Per-token API rate limits (count per seconds). The JSON-RPC seed documents 20 task.update/minute.
+RATE_LIMITS = envrates("RATE_LIMITS", {"jsonrpc.task.update": (20, 60), "*": (600, 60)})
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

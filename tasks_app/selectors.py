@@ -1,10 +1,17 @@
 """Reads, always scoped to what the caller may see; and the one place permission rules live."""
 
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
-from .models import ApiToken, Membership, Role, Task, TaskEvent
+from . import lifecycle
+from .models import ApiToken, HitlRequest, Membership, Role, Task, TaskEvent
 
 EDIT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 
@@ -72,3 +79,168 @@ def last_event_id(organization_ids: list[int], *, task_id: str | None = None) ->
     if task_id is not None:
         qs = qs.filter(task_id=task_id)
     return qs.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+# --- Task list: filters, sorting and keyset pagination ------------------------------------
+
+# Sortable columns: URL name -> model field. Every sort is tie-broken by id for a stable keyset.
+SORT_FIELDS: dict[str, str] = {
+    "created": "created_at",
+    "updated": "updated_at",
+    "priority": "priority",
+    "status": "status",
+    "title": "title",
+    "duration": "duration",
+}
+DEFAULT_SORT = "-created"
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    statuses: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()  # agent names
+    source: str = ""
+    has_pending_hitl: bool | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    q: str = ""
+    sort: str = DEFAULT_SORT
+
+    @property
+    def is_default(self) -> bool:
+        """True when no filter narrows the list (new tasks belong at the top)."""
+        return not (
+            self.statuses
+            or self.agents
+            or self.source
+            or self.has_pending_hitl is not None
+            or self.updated_after
+            or self.updated_before
+            or self.q
+        )
+
+    def matches(self, task: Task, *, has_pending_hitl: bool = False) -> bool:
+        """Whether a task passes these filters (for marking pushed rows that no longer match)."""
+        if self.statuses and task.status not in self.statuses:
+            return False
+        if self.agents and (task.agent is None or task.agent.name not in self.agents):
+            return False
+        if self.source and task.source != self.source:
+            return False
+        if self.has_pending_hitl is not None and has_pending_hitl != self.has_pending_hitl:
+            return False
+        if self.updated_after and task.updated_at < self.updated_after:
+            return False
+        if self.updated_before and task.updated_at > self.updated_before:
+            return False
+        if self.q:
+            needle = self.q.lower()
+            haystack = (task.pk.lower(), task.title.lower(), task.input_text.lower())
+            if not any(needle in text for text in haystack):
+                return False
+        return True
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that was not issued by us (or for another sort)."""
+
+
+@dataclass
+class TaskPage:
+    tasks: list[Task]
+    older: str | None  # cursor for the next page in the sort direction
+    newer: str | None  # cursor for the previous page
+
+
+def pending_hitl_exists():
+    return Exists(HitlRequest.objects.filter(task_id=OuterRef("pk"), decision__isnull=True))
+
+
+def filter_tasks(qs: QuerySet[Task], filters: TaskFilters) -> QuerySet[Task]:
+    if filters.statuses:
+        qs = qs.filter(status__in=filters.statuses)
+    if filters.agents:
+        qs = qs.filter(agent__name__in=filters.agents)
+    if filters.source:
+        qs = qs.filter(source=filters.source)
+    if filters.has_pending_hitl is not None:
+        qs = qs.filter(pending_hitl_exists()) if filters.has_pending_hitl else qs.exclude(pending_hitl_exists())
+    if filters.updated_after:
+        qs = qs.filter(updated_at__gte=filters.updated_after)
+    if filters.updated_before:
+        qs = qs.filter(updated_at__lte=filters.updated_before)
+    if filters.q:
+        q = filters.q.strip()
+        qs = qs.filter(Q(pk=q) | Q(title__icontains=q) | Q(input_text__icontains=q))
+    return qs
+
+
+def _sort_spec(sort: str) -> tuple[str, bool]:
+    descending = sort.startswith("-")
+    name = sort.lstrip("-")
+    if name not in SORT_FIELDS:
+        raise BadCursor(f"Unknown sort {sort!r}; expected one of: {', '.join(SORT_FIELDS)}.")
+    return SORT_FIELDS[name], descending
+
+
+def _encode_cursor(sort: str, value, pk: str) -> str:
+    if isinstance(value, datetime):
+        value = {"t": value.isoformat()}
+    raw = json.dumps([sort, value, pk], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(sort: str, cursor: str):
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        cursor_sort, value, pk = json.loads(raw)
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["t"])
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise BadCursor("Invalid page cursor.") from None
+    if cursor_sort != sort or not isinstance(pk, str):
+        raise BadCursor("The page cursor belongs to another sort order.")
+    return value, pk
+
+
+def paginate_tasks(
+    qs: QuerySet[Task],
+    *,
+    sort: str = DEFAULT_SORT,
+    after: str | None = None,
+    before: str | None = None,
+    limit: int = PAGE_SIZE,
+) -> TaskPage:
+    """One page in `sort` order by keyset (no OFFSET, no COUNT): after = further, before = back."""
+    field, descending = _sort_spec(sort)
+    forward = before is None
+    cursor = after if forward else before
+    # Walking back means reading the opposite direction, then flipping the rows.
+    read_desc = descending if forward else not descending
+    if cursor:
+        value, pk = _decode_cursor(sort, cursor)
+        op = "lt" if read_desc else "gt"
+        qs = qs.filter(Q(**{f"{field}__{op}": value}) | Q(**{field: value, f"pk__{op}": pk}))
+    order = [f"-{field}", "-pk"] if read_desc else [field, "pk"]
+    rows = list(qs.order_by(*order)[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not forward:
+        rows.reverse()
+    if not rows:
+        return TaskPage(tasks=[], older=None, newer=None)
+    first, last = rows[0], rows[-1]
+    has_further = more if forward else True
+    has_back = bool(cursor) if forward else more
+    return TaskPage(
+        tasks=rows,
+        older=_encode_cursor(sort, getattr(last, field), last.pk) if has_further else None,
+        newer=_encode_cursor(sort, getattr(first, field), first.pk) if has_back else None,
+    )
+
+
+def status_counts(qs: QuerySet[Task]) -> dict[str, int]:
+    """Tasks per status (one GROUP BY over the organization index), every status present."""
+    counts = dict(qs.order_by().values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    return {status: counts.get(status, 0) for status in lifecycle.STATUSES}
