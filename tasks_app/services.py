@@ -163,11 +163,11 @@ NULLABLE = {"name", "result", "output_schema", "input_user"}
 MERGE_FIELDS = {"metadata", "params", "payload_extension"}
 
 # Fields a caller may set when creating a task.
-CREATE_FIELDS = (
-    set(TEXT_LIMITS) | OBJECT_FIELDS | LIST_FIELDS | BOOL_FIELDS | {"priority", "status", "execution_attempts"}
-)
+# Fields a caller may set when creating a task (a run executed elsewhere may arrive whole).
+CREATE_FIELDS = set(TEXT_LIMITS) | OBJECT_FIELDS | LIST_FIELDS | BOOL_FIELDS
+CREATE_FIELDS |= {"priority", "status", "execution_attempts", "prompt_tokens", "completion_tokens", "duration"}
 # Fields update() patches; status goes through the lifecycle check.
-UPDATE_FIELDS = CREATE_FIELDS | {"prompt_tokens", "completion_tokens", "duration"}
+UPDATE_FIELDS = CREATE_FIELDS
 
 ACTIVITY_TEXT_LIMITS = {"role": 20, "content": 100_000, "tool_name": 200, "tool_call_id": 200}
 ACTIVITY_BATCH_LIMIT = 500
@@ -473,7 +473,9 @@ def task_create(
             if id is not None:
                 task.id = id
             for name, value in _status_effects(task, status, now).items():
-                setattr(task, name, value)
+                # A value the caller reported (e.g. an external run's duration) wins.
+                if name not in cleaned:
+                    setattr(task, name, value)
             task.save(force_insert=True)
             snapshot = {name: getattr(task, name) for name in ("status", "title", "priority", "source")}
             if agent_obj:
