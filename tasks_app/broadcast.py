@@ -11,11 +11,14 @@ Message: {"type": <event type, e.g. "task.updated">, "event_id", "task_id",
 "organization_id", "version", "changes"}. Consumers render what they push from the event row.
 """
 
+import asyncio
 import hashlib
 import logging
+import os
+import threading
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +42,53 @@ def message_for(event) -> dict:
     }
 
 
+async def _send(layer, groups: list[str], message: dict) -> None:
+    for group in groups:
+        await layer.group_send(group, message)
+
+
+class _PublisherLoop:
+    """A long-lived event loop thread for processes without one (commands, workers).
+
+    async_to_sync outside an event loop starts a fresh loop per call, and the Redis layer a
+    fresh connection with it; one loop reuses the layer's connection pool across events.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro, timeout: float = 10.0) -> None:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="taskdesk-publisher", daemon=True).start()
+        asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+
+_publisher = _PublisherLoop()
+
+
+def _inside_server_loop() -> bool:
+    """True in a sync thread that an event loop (daphne's) called through sync_to_async."""
+    threadlocal = SyncToAsync.threadlocal
+    return getattr(threadlocal, "main_event_loop", None) is not None and (
+        getattr(threadlocal, "main_event_loop_pid", None) == os.getpid()
+    )
+
+
 def publish(event) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    groups = [org_group(event.organization_id), task_group(event.task_id)]
     message = message_for(event)
-    send = async_to_sync(layer.group_send)
     try:
-        send(org_group(event.organization_id), message)
-        send(task_group(event.task_id), message)
+        if _inside_server_loop() or isinstance(layer, InMemoryChannelLayer):
+            # The in-memory layer's queues belong to the server's loop: send from there.
+            async_to_sync(_send)(layer, groups, message)
+        else:
+            _publisher.run(_send(layer, groups, message))
     except Exception:
         # The event row stays; clients catch up by replaying after their last event id.
         logger.exception("Could not publish event %s; clients will replay it", event.pk)
