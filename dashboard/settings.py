@@ -55,7 +55,7 @@ def envurl(name: str, schemes: set[str]) -> str | None:
     if not raw:
         return None
     parsed = urlparse(raw)
-    if parsed.scheme not in schemes or not parsed.hostname:
+    if parsed.scheme not in schemes or (parsed.scheme != "sqlite" and not parsed.hostname):
         allowed = ", ".join(sorted(schemes))
         raise ImproperlyConfigured(f"{name} must be a URL with scheme {allowed} and a host, got {raw!r}")
     return raw

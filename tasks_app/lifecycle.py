@@ -106,12 +106,13 @@ def check_transition(current: str, target: str, *, retry: bool = False) -> None:
     """Raise TransitionError unless current -> target is allowed (a same-status write is a no-op)."""
     if target not in STATUS_LABELS:
         raise TransitionError(current, target, f"Unknown status {target!r}.")
-    if target == current:
-        return
     if retry:
+        # Checked before the same-status shortcut: retrying a pending task is not a no-op success.
         if current in TERMINAL and target == RETRY_TARGET:
             return
         raise TransitionError(current, target, f"Only a finished task can be retried; this one is {current}.")
+    if target == current:
+        return
     if target in allowed_next(current):
         return
     allowed = sorted(allowed_next(current))
