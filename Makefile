@@ -15,6 +15,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The real xpander and Agentex clients, for the tests only (~550 MB). xpander_sdk does not import
+# without agno, which must come in a second pip call (one combined call fails to resolve here).
+$(VENV)/.clients: requirements-clients.txt $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-clients.txt
+	$(BIN)/pip install -q --disable-pip-version-check agno==2.5.14
+	touch $@
+
 migrate: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 
@@ -30,7 +37,7 @@ run: seed
 	@echo ""
 	TASKDESK_SIMULATE=$(SIM_RATE) $(BIN)/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.clients
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

@@ -86,6 +86,8 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    # Serves the API docs page's Swagger UI files locally (otherwise it loads them from a CDN).
+    "ninja",
     "tasks_app",
 ]
 

@@ -11,7 +11,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from . import lifecycle
-from .models import ApiToken, HitlRequest, Membership, Role, Task, TaskEvent
+from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Role, Task, TaskEvent
 
 EDIT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 
@@ -244,3 +244,116 @@ def status_counts(qs: QuerySet[Task]) -> dict[str, int]:
     """Tasks per status (one GROUP BY over the organization index), every status present."""
     counts = dict(qs.order_by().values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     return {status: counts.get(status, 0) for status in lifecycle.STATUSES}
+
+
+# --- HITL inbox and activity log -----------------------------------------------------------
+
+
+def pending_hitl_for_user(user) -> QuerySet[HitlRequest]:
+    """Pending requests of the user's organizations, oldest first (the inbox)."""
+    return (
+        HitlRequest.objects.filter(
+            organization_id__in=organization_ids_for(user), decision__isnull=True, task__deleted_at__isnull=True
+        )
+        .select_related("task", "task__agent")
+        .order_by("requested_at", "id")
+    )
+
+
+def pending_hitl_count(org_ids) -> int:
+    """Pending requests in these organizations; `org_ids` may be a list or a values() subquery."""
+    return HitlRequest.objects.filter(
+        organization_id__in=org_ids, decision__isnull=True, task__deleted_at__isnull=True
+    ).count()
+
+
+def get_hitl_for_user(user, hitl_id: int) -> HitlRequest:
+    """The request if the user's organizations hold it (decided or not); 404 otherwise."""
+    hitl = (
+        HitlRequest.objects.filter(
+            pk=hitl_id, organization_id__in=organization_ids_for(user), task__deleted_at__isnull=True
+        )
+        .select_related("task", "task__agent")
+        .first()
+    )
+    if hitl is None:
+        raise Http404("No such request.")
+    return hitl
+
+
+ACTIVITY_PAGE_SIZE = 50
+
+
+@dataclass
+class ActivityPage:
+    entries: list[ActivityEntry]
+    next_after_id: int | None  # keyset cursor for the next page; None at the end of the log
+
+
+def activity_page(
+    task: Task,
+    *,
+    kind: str | None = None,
+    q: str | None = None,
+    after_id: int | None = None,
+    limit: int = ACTIVITY_PAGE_SIZE,
+) -> ActivityPage:
+    """One page of a task's activity log in id order, by keyset on (task, [kind,] id): no OFFSET, no COUNT."""
+    qs = ActivityEntry.objects.filter(task_id=task.pk)
+    if kind:
+        qs = qs.filter(kind=kind)
+    if after_id:
+        qs = qs.filter(id__gt=after_id)
+    if q:
+        q = q.strip()
+        qs = qs.filter(
+            Q(content__icontains=q)
+            | Q(tool_name__icontains=q)
+            | Q(tool_arguments__icontains=q)
+            | Q(tool_output__icontains=q)
+        )
+    rows = list(qs.order_by("id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ActivityPage(entries=rows, next_after_id=rows[-1].pk if more and rows else None)
+
+
+# --- Dashboard: detail page and pushed fragments ------------------------------------------
+
+
+def task_for_fragment(task_id: str) -> Task | None:
+    """A task as the list row and detail panels show it (deleted ones too: their row is marked)."""
+    return (
+        Task.objects.select_related("organization", "agent", "parent")
+        .annotate(has_pending_hitl=pending_hitl_exists())
+        .filter(pk=task_id)
+        .first()
+    )
+
+
+def task_events_since(task: Task, version: int, *, limit: int = 20) -> list[TaskEvent]:
+    """Events that moved the task past `version` (who changed what since a form was rendered)."""
+    return list(TaskEvent.objects.filter(task=task, task_version__gt=version).order_by("id")[:limit])
+
+
+def sub_tasks(task: Task, *, limit: int = 50) -> list[Task]:
+    return list(
+        Task.objects.filter(parent=task, organization_id=task.organization_id, deleted_at__isnull=True)
+        .select_related("agent")
+        .order_by("created_at", "id")[:limit]
+    )
+
+
+def pending_hitl(task: Task) -> HitlRequest | None:
+    return HitlRequest.objects.filter(task=task, decision__isnull=True).first()
+
+
+def recent_activity(task: Task, *, limit: int = 20) -> list[ActivityEntry]:
+    """The newest activity entries of a task, oldest first."""
+    rows = list(ActivityEntry.objects.filter(task=task).order_by("-id")[:limit])
+    rows.reverse()
+    return rows
+
+
+def activity_entries(task_id: str, ids: list[int]) -> list[ActivityEntry]:
+    return list(ActivityEntry.objects.filter(task_id=task_id, pk__in=ids).order_by("id"))

@@ -110,6 +110,12 @@ class IdTaken(ServiceError):
     code = "id_taken"
 
 
+class NameTaken(IdTaken):
+    """Another task of the organization already has this unique name (Agentex's task names)."""
+
+    code = "name_taken"
+
+
 class TaskNotFound(ServiceError):
     code = "not_found"
 
@@ -185,8 +191,23 @@ class _Errors:
             raise InvalidInput(self.errors)
 
 
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why a JSON value cannot be stored (too large, or a NUL that PostgreSQL's jsonb refuses)."""
+    if len(json.dumps(value, separators=(",", ":"), default=str).encode()) > JSON_LIMIT_BYTES:
+        return f"At most {JSON_LIMIT_BYTES // 1024} KB of JSON."
+    if _has_nul(value):
+        return "Must not contain NUL characters."
+    return None
 
 
 def _clean_value(name: str, value: Any, errors: _Errors) -> Any:
@@ -199,6 +220,8 @@ def _clean_value(name: str, value: Any, errors: _Errors) -> Any:
     if name in TEXT_LIMITS:
         if not isinstance(value, str):
             errors.add(name, "Must be a string.")
+        elif name == "name" and not value.strip():
+            errors.add(name, "Must be 1 to 200 characters, or null for no name.")
         elif len(value) > TEXT_LIMITS[name]:
             errors.add(name, f"At most {TEXT_LIMITS[name]:,} characters (got {len(value):,}).")
         elif "\x00" in value:
@@ -207,14 +230,14 @@ def _clean_value(name: str, value: Any, errors: _Errors) -> Any:
     if name in OBJECT_FIELDS:
         if not isinstance(value, dict):
             errors.add(name, f"Must be a JSON object, not {_json_type(value)}.")
-        elif _json_size(value) > JSON_LIMIT_BYTES:
-            errors.add(name, f"At most {JSON_LIMIT_BYTES // 1024} KB of JSON.")
+        elif problem := _json_problem(value):
+            errors.add(name, problem)
         return value
     if name in LIST_FIELDS:
         if not isinstance(value, list):
             errors.add(name, f"Must be a JSON array, not {_json_type(value)}.")
-        elif _json_size(value) > JSON_LIMIT_BYTES:
-            errors.add(name, f"At most {JSON_LIMIT_BYTES // 1024} KB of JSON.")
+        elif problem := _json_problem(value):
+            errors.add(name, problem)
         elif name in ("input_files", "used_tools") and not all(isinstance(v, str) for v in value):
             errors.add(name, "Must be a list of strings.")
         return value
@@ -460,6 +483,8 @@ def task_create(
                 parent = Task.objects.filter(organization=organization, pk=parent_id, deleted_at__isnull=True).first()
                 if parent is None:
                     raise InvalidInput({"parent_id": [f"Task not found: {parent_id}"]})
+            if cleaned.get("name") and Task.objects.filter(organization=organization, name=cleaned["name"]).exists():
+                raise NameTaken(f"Task name {cleaned['name']!r} is already taken in this organization.")
             now = timezone.now()
             task = Task(
                 organization=organization,
@@ -482,9 +507,11 @@ def task_create(
                 snapshot["agent"] = agent_obj.name
             _record(task, type=EventType.CREATED, actor=actor, changes=sorted(cleaned), after=snapshot)
     except IntegrityError:
-        # Another caller created the same id between our check and our insert.
+        # Another caller created the same id (or name) between our check and our insert.
         existing = Task.objects.filter(pk=id).first() if id is not None else None
         if existing is None:
+            if cleaned.get("name"):
+                raise NameTaken(f"Task name {cleaned['name']!r} is already taken in this organization.") from None
             raise
         return _existing_or_conflict(existing, organization, fingerprint), False
     return task, True
@@ -517,6 +544,10 @@ def task_update(
         locked = _lock(task, organization_id)
         _check_version(locked, expected_version)
         now = timezone.now()
+        new_name = cleaned.get("name")
+        name_clash = Task.objects.filter(organization_id=locked.organization_id, name=new_name)
+        if new_name and new_name != locked.name and name_clash.exists():
+            raise NameTaken(f"Task name {new_name!r} is already taken in this organization.")
 
         values: dict[str, Any] = {}
         merged_before: dict[str, Any] = {}
@@ -709,8 +740,8 @@ def _clean_activity(entry: Any, index: int, errors: _Errors) -> dict[str, Any]:
         cleaned[name] = value
     for name in ("tool_arguments", "tool_output"):
         if entry.get(name) is not None:
-            if _json_size(entry[name]) > JSON_LIMIT_BYTES:
-                errors.add(f"{where}.{name}", f"At most {JSON_LIMIT_BYTES // 1024} KB of JSON.")
+            if problem := _json_problem(entry[name]):
+                errors.add(f"{where}.{name}", problem)
             cleaned[name] = entry[name]
     for name in ("prompt_tokens", "completion_tokens"):
         value = entry.get(name)
@@ -827,8 +858,8 @@ def hitl_request(
         errors.add("details", "At most 20,000 characters of text.")
     if options is not None and (not isinstance(options, list) or not all(isinstance(o, str) for o in options)):
         errors.add("options", "Must be a list of strings.")
-    if payload is not None and _json_size(payload) > JSON_LIMIT_BYTES:
-        errors.add("payload", f"At most {JSON_LIMIT_BYTES // 1024} KB of JSON.")
+    if payload is not None and (problem := _json_problem(payload)):
+        errors.add("payload", problem)
     if on_timeout not in (HitlDecision.APPROVED, HitlDecision.REJECTED):
         errors.add("on_timeout", "Must be approved or rejected.")
     if reject_status not in lifecycle.TERMINAL:
@@ -891,8 +922,8 @@ def hitl_decide(
     if amended_payload is not None:
         if not approve:
             errors.add("amended_payload", "Only an approval can amend the payload.")
-        elif _json_size(amended_payload) > JSON_LIMIT_BYTES:
-            errors.add("amended_payload", f"At most {JSON_LIMIT_BYTES // 1024} KB of JSON.")
+        elif problem := _json_problem(amended_payload):
+            errors.add("amended_payload", problem)
     errors.raise_if_any()
 
     pk = hitl.pk if isinstance(hitl, HitlRequest) else hitl
@@ -968,6 +999,7 @@ __all__ = [
     "TransitionRefused",
     "VersionConflict",
     "IdTaken",
+    "NameTaken",
     "TaskNotFound",
     "HitlError",
     "HitlAlreadyDecided",

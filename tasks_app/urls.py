@@ -2,8 +2,18 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from .views import tasks
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="task_list", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("tasks/", tasks.task_list, name="task_list"),
+    path("tasks/<str:task_id>/", tasks.task_detail, name="task_detail"),
+    path("tasks/<str:task_id>/status/", tasks.task_set_status, name="task_set_status"),
+    path("tasks/<str:task_id>/priority/", tasks.task_set_priority, name="task_set_priority"),
+    path("tasks/<str:task_id>/result/", tasks.task_set_result, name="task_set_result"),
+    path("tasks/<str:task_id>/metadata/", tasks.task_set_metadata, name="task_set_metadata"),
+    path("tasks/<str:task_id>/stop/", tasks.task_stop, name="task_stop"),
+    path("tasks/<str:task_id>/retry/", tasks.task_retry, name="task_retry"),
 ]

@@ -36,7 +36,8 @@ def hit(token: ApiToken, face: str, operation: str, *, now: float | None = None)
     count_max, period = limit_for(face, operation)
     now = time.time() if now is None else now
     window = int(now // period)
-    key = f"ratelimit:{token.pk}:{face}:{operation}:{window}"
+    # Keyed by the token's hash, not its row id: ids are reused when a database is recreated.
+    key = f"ratelimit:{token.token_hash[:24]}:{face}:{operation}:{window}"
     # add() is a no-op when the key exists; incr() is atomic in Redis and in locmem.
     cache.add(key, 0, timeout=period + 5)
     try:

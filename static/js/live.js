@@ -1,0 +1,134 @@
+/*
+ * Taskdesk live updates: the client half of tasks_app/consumers.py.
+ *
+ * The page holds <div id="live" hx-ext="ws" ws-connect="/ws/tasks/...?after=N"> (htmx-ext-ws 2.0.4),
+ * and every pushed frame carries out-of-band fragments plus an element with data-event-id.
+ * This file:
+ *  - shows the connection state: <html data-ws="open|closed|connecting"> (tests wait on it)
+ *    and the #live-indicator text/state;
+ *  - remembers the newest event id seen and makes every (re)connect resume from it: the
+ *    extension captures the ws-connect URL once, so we rewrite `after=` in htmx.createWebSocket;
+ *  - reconnects after any unexpected close (the extension only retries 1006/1011/1012/1013;
+ *    a server restart closes with 1001);
+ *  - marks an edit form whose field has focus as dirty before a frame swaps, so the dirty-form
+ *    guard in static/js/taskdesk.js keeps it (and says the task changed) instead of replacing it.
+ */
+(function () {
+  "use strict";
+
+  var RETRY_CODES = [1006, 1011, 1012, 1013]; // the extension retries these itself
+  var lastEventId = 0;
+  var currentSocket = null;
+  var ownRetries = 0;
+
+  function setState(state) {
+    document.documentElement.dataset.ws = state;
+    var indicator = document.getElementById("live-indicator");
+    if (indicator) {
+      indicator.dataset.state = state;
+      indicator.classList.toggle("is-live", state === "open");
+      indicator.classList.toggle("is-reconnecting", state !== "open");
+      indicator.textContent = state === "open" ? "live" : state === "connecting" ? "connecting…" : "reconnecting…";
+      indicator.title = state === "open" ? "Live updates on" : "Live updates interrupted; reconnecting";
+    }
+  }
+
+  function noteEventId(value) {
+    var id = parseInt(value, 10);
+    if (id > lastEventId) lastEventId = id;
+  }
+
+  function initialEventId() {
+    var meta = document.getElementById("last-event-id");
+    if (meta) noteEventId(meta.dataset.eventId);
+    var live = document.querySelector("[ws-connect]");
+    if (live) {
+      var match = /[?&]after=(\d+)/.exec(live.getAttribute("ws-connect"));
+      if (match) noteEventId(match[1]);
+    }
+  }
+
+  function withAfter(url) {
+    if (!lastEventId) return url;
+    if (/[?&]after=\d*/.test(url)) return url.replace(/([?&]after=)\d*/, "$1" + lastEventId);
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + lastEventId;
+  }
+
+  // Full jitter capped at 5 s (the extension's default grows to 64 s): a dashboard left open
+  // through a network blip or a deploy should be live again within seconds.
+  function reconnectDelay(retries) {
+    return Math.min(5000, 500 * Math.pow(2, retries)) * (0.5 + Math.random() / 2);
+  }
+
+  function installSocketFactory() {
+    if (!window.htmx) return;
+    htmx.config.wsReconnectDelay = reconnectDelay;
+    htmx.createWebSocket = function (url) {
+      var socket = new WebSocket(withAfter(url), []);
+      socket.binaryType = htmx.config.wsBinaryType;
+      return socket;
+    };
+  }
+
+  // --- forms being edited ------------------------------------------------------------------
+  // static/js/taskdesk.js skips any out-of-band swap whose target holds a form.inline-edit
+  // marked data-dirty (typed into, or sent back with an error) and tells the user the task
+  // changed. A field that merely has focus (an open status select, a caret in a textarea) is
+  // not dirty yet, but a swap would still yank it away: mark its form before the frame swaps.
+  function protectFocusedForm() {
+    var active = document.activeElement;
+    if (!active || !active.matches || !active.matches("input, textarea, select")) return;
+    var form = active.closest("form.inline-edit");
+    if (form) form.dataset.dirty = "1";
+  }
+
+  // The frame's event id (data-event-id on the #last-event-id element, or any element).
+  function noteFrameEventId(message) {
+    var re = /data-event-id="(\d+)"/g;
+    var match;
+    while ((match = re.exec(message)) !== null) noteEventId(match[1]);
+  }
+
+  // --- websocket lifecycle -----------------------------------------------------------------
+
+  document.addEventListener("htmx:wsConnecting", function () {
+    if (document.documentElement.dataset.ws !== "open") setState("connecting");
+  });
+
+  document.addEventListener("htmx:wsOpen", function (evt) {
+    currentSocket = evt.detail.event && evt.detail.event.target;
+    ownRetries = 0;
+    setState("open");
+  });
+
+  document.addEventListener("htmx:wsClose", function (evt) {
+    var code = evt.detail.event && evt.detail.event.code;
+    var socketElt = evt.target;
+    currentSocket = null;
+    setState("closed");
+    if (!document.body.contains(socketElt) || RETRY_CODES.indexOf(code) >= 0) return;
+    var wrapper = evt.detail.socketWrapper;
+    var delay = reconnectDelay(ownRetries);
+    ownRetries += 1;
+    setTimeout(function () {
+      if (document.body.contains(socketElt) && wrapper && wrapper.reconnect) wrapper.reconnect();
+    }, delay);
+  });
+
+  document.addEventListener("htmx:wsBeforeMessage", function (evt) {
+    protectFocusedForm();
+    noteFrameEventId(evt.detail.message);
+  });
+
+  // For the browser tests and the curious: read-only state plus a way to drop the socket.
+  window.taskdeskLive = {
+    lastEventId: function () { return lastEventId; },
+    drop: function () { if (currentSocket) currentSocket.close(4000, "dropped"); },
+  };
+
+  initialEventId();
+  setState("connecting");
+  // htmx and the extension load with `defer` before this file; the socket opens when htmx
+  // processes the page (DOMContentLoaded), after this factory is in place.
+  installSocketFactory();
+})();

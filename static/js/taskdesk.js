@@ -1,0 +1,156 @@
+/* Taskdesk page behaviour around htmx (no framework).
+ *
+ * - Filter form: empty fields are left out of the URL it pushes.
+ * - Edit forms being typed into are never replaced by an out-of-band swap (a pushed event or
+ *   another panel's save): the form keeps the user's input and says the task changed; its
+ *   version stays the old one, so saving shows the conflict panel.
+ * - Task list after every swap or pushed message: a row pushed for a new task is dropped when
+ *   the list is filtered or not on its first page; a row that no longer matches the page's
+ *   filters is marked, not silently kept; duplicate ids (replayed events) keep the newest.
+ * - Errors htmx does not swap (403, 400, 5xx, network) show in a toast.
+ */
+(function () {
+  "use strict";
+
+  function toast(message) {
+    var box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = message;
+    box.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(function () { box.hidden = true; }, 6000);
+  }
+
+  // --- Filter form: keep the pushed URL short and shareable ------------------------------
+  document.addEventListener("htmx:configRequest", function (evt) {
+    var elt = evt.detail.elt;
+    if (!elt || elt.id !== "task-filters") return;
+    var params = evt.detail.parameters;
+    // FormData in htmx 2; plain object in older versions.
+    if (params instanceof FormData) {
+      var keep = [];
+      params.forEach(function (value, key) { if (value !== "") keep.push([key, value]); });
+      Array.from(params.keys()).forEach(function (key) { params.delete(key); });
+      keep.forEach(function (pair) { params.append(pair[0], pair[1]); });
+    } else {
+      Object.keys(params).forEach(function (key) { if (params[key] === "") delete params[key]; });
+    }
+  });
+
+  // --- Dirty edit forms ---------------------------------------------------------------------
+  function markDirty(evt) {
+    var form = evt.target.closest && evt.target.closest("form.inline-edit");
+    if (form) form.dataset.dirty = "1";
+  }
+  document.addEventListener("input", markDirty);
+  document.addEventListener("change", markDirty);
+
+  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target) return;
+    var dirty = target.matches("form.inline-edit[data-dirty]") ? target : target.querySelector("form.inline-edit[data-dirty]");
+    if (dirty) {
+      evt.detail.shouldSwap = false;
+      var note = dirty.querySelector(".stale-note");
+      if (!note) {
+        note = document.createElement("p");
+        note.className = "stale-note";
+        note.setAttribute("role", "status");
+        dirty.appendChild(note);
+      }
+      note.textContent = "This task changed while you were editing. Your input is kept; saving will show what changed.";
+      return;
+    }
+    // Appends of entries already on the page (a replayed event) are skipped.
+    if (target.id === "history-list" || target.id === "activity-list" || target.id === "task-rows") {
+      var fresh = evt.detail.fragment && evt.detail.fragment.firstElementChild;
+      if (fresh && fresh.id && target.id !== "task-rows" && document.getElementById(fresh.id)) {
+        evt.detail.shouldSwap = false;
+      }
+    }
+    // Keep an opened editor open across a swap of its panel.
+    if (target.querySelector && target.querySelector("details.edit[open]")) {
+      reopen[target.id] = true;
+    }
+  });
+
+  var reopen = {};
+  function reopenEditors() {
+    Object.keys(reopen).forEach(function (id) {
+      var panel = document.getElementById(id);
+      var details = panel && panel.querySelector("details.edit");
+      if (details) details.open = true;
+    });
+    reopen = {};
+  }
+
+  // --- Task list rows -------------------------------------------------------------------
+  function rowMatches(row, table) {
+    var d = table.dataset;
+    var r = row.dataset;
+    if (d.filterStatuses && d.filterStatuses.split(" ").indexOf(r.status) === -1) return false;
+    if (d.filterAgents && d.filterAgents.split("|").indexOf(r.agent || "") === -1) return false;
+    if (d.filterSource && r.source !== d.filterSource) return false;
+    if (d.filterHitl === "yes" && r.hitl !== "1") return false;
+    if (d.filterHitl === "no" && r.hitl !== "0") return false;
+    if (d.filterQ && (r.search || "").indexOf(d.filterQ) === -1) return false;
+    var updated = r.updated ? Date.parse(r.updated) : NaN;
+    if (d.filterUpdatedAfter && updated < Date.parse(d.filterUpdatedAfter)) return false;
+    if (d.filterUpdatedBefore && updated > Date.parse(d.filterUpdatedBefore)) return false;
+    return true;
+  }
+
+  function sweepRows() {
+    var table = document.getElementById("task-table");
+    var body = document.getElementById("task-rows");
+    if (!table || !body) return;
+    var seen = {};
+    var keepNew = table.dataset.filtered !== "1" && table.dataset.firstPage === "1";
+    Array.from(body.querySelectorAll("tr.task-row")).forEach(function (row) {
+      if (seen[row.id]) { row.remove(); return; }  // the first one (newest swap) wins
+      seen[row.id] = true;
+      if (row.dataset.created === "1") {
+        delete row.dataset.created;
+        if (!keepNew) { row.remove(); return; }
+        row.classList.add("is-flash");
+        setTimeout(function () { row.classList.remove("is-flash"); }, 50);
+      }
+      var stale = !rowMatches(row, table) || row.classList.contains("is-deleted");
+      row.classList.toggle("is-stale", stale);
+      var note = row.querySelector(".row-note");
+      if (note) {
+        note.hidden = !stale;
+        note.textContent = row.classList.contains("is-deleted") ? "deleted" : "no longer matches the filter";
+      }
+    });
+    var empty = body.querySelector("tr.empty-row");
+    if (empty && body.querySelector("tr.task-row")) empty.remove();
+  }
+
+  function afterChange() {
+    sweepRows();
+    reopenEditors();
+  }
+  document.addEventListener("htmx:wsAfterMessage", afterChange);
+  document.addEventListener("htmx:afterSettle", afterChange);
+
+  // A successful save clears the form's dirty mark (the response replaced it anyway).
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    var form = evt.detail.elt;
+    if (form && form.dataset && evt.detail.successful) delete form.dataset.dirty;
+  });
+
+  // --- Errors htmx does not swap ----------------------------------------------------------
+  document.addEventListener("htmx:responseError", function (evt) {
+    var status = evt.detail.xhr ? evt.detail.xhr.status : 0;
+    if (status === 403) toast("Your role can view this task but not change it. Nothing was saved.");
+    else if (status === 404) toast("That task no longer exists or is not yours to see.");
+    else if (status === 400 || status === 413) toast("The request was refused (too large or malformed). Nothing was saved.");
+    else toast("Something went wrong (HTTP " + status + "). Nothing was saved; try again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    toast("Could not reach Taskdesk. Nothing was saved; check the connection and try again.");
+  });
+
+  document.addEventListener("DOMContentLoaded", sweepRows);
+})();

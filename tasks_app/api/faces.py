@@ -1,0 +1,210 @@
+"""What the xpander and Agentex faces share: the request envelope around a thin adapter.
+
+Both seed servers are FastAPI apps, so both faces answer errors the FastAPI way:
+`{"detail": "message", ...facts}` for 4xx refusals and `{"detail": [{"loc", "msg", "type"}]}`
+for 422 validation errors. The HTTP status of a service refusal comes from `errors.py`; status
+names in error facts are rendered in the face's own vocabulary.
+
+`face_view` handles, in order: API token (401), rate limit per face and operation (429 with
+`Retry-After`), the JSON body (400 invalid JSON, 413 too large, 422 not an object), then maps
+any `ServiceError` the adapter lets through. An adapter never catches service errors itself.
+"""
+
+import functools
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from .. import lifecycle, selectors
+from ..models import ApiToken, Task, TaskEvent
+from ..services import InvalidInput, ServiceError, TaskNotFound, TransitionRefused, VersionConflict
+from . import ratelimit, sse
+from .auth import token_for_request
+from .errors import error_facts, http_status, validation_detail
+
+
+class FaceError(Exception):
+    """A refusal decided by the face itself (not by a service): status + FastAPI-style detail."""
+
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None):
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def invalid(loc: list, msg: str, type_: str = "value_error") -> FaceError:
+    return FaceError(422, [{"loc": loc, "msg": msg, "type": type_}])
+
+
+def not_found(what: str) -> FaceError:
+    return FaceError(404, what)
+
+
+def error_response(status: int, detail: Any, headers: dict[str, str] | None = None, **facts) -> JsonResponse:
+    response = JsonResponse({"detail": detail, **facts}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def service_error_response(exc: ServiceError, statuses: lifecycle.FaceStatuses) -> JsonResponse:
+    status = http_status(exc)
+    if isinstance(exc, InvalidInput):
+        return error_response(status, validation_detail(exc.errors))
+    facts = error_facts(exc, render_status=statuses.render)
+    facts.pop("errors", None)
+    return error_response(status, exc.message, code=exc.code, **facts)
+
+
+def json_body(request: HttpRequest, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request's JSON object; FaceError for invalid JSON or a non-object."""
+    raw = request.body  # RequestDataTooBig past DATA_UPLOAD_MAX_MEMORY_SIZE
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise invalid(["body"], "Field required.", "missing")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FaceError(400, f"Invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise invalid(["body"], "Input should be a JSON object.", "model_attributes_type")
+    return data
+
+
+def reject_unknown(data: dict[str, Any], known: set[str] | frozenset[str], where: str = "body") -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise FaceError(
+            422,
+            [
+                {"loc": [where, name], "msg": "Extra inputs are not permitted.", "type": "extra_forbidden"}
+                for name in unknown
+            ],
+        )
+
+
+def face_view(face: str, operation: str, statuses: lifecycle.FaceStatuses, methods: tuple[str, ...]):
+    """Decorate a sync adapter `view(request, token, **kwargs)` with the shared envelope."""
+
+    def decorate(view: Callable[..., Any]):
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, **kwargs):
+            if request.method not in methods:
+                return error_response(405, "Method Not Allowed", headers={"Allow": ", ".join(methods)})
+            token = token_for_request(request)
+            if token is None:
+                return error_response(401, "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="taskdesk"'})
+            op = operation if isinstance(operation, str) else operation(request)
+            decision = ratelimit.hit(token, face, op)
+            if not decision.allowed:
+                return error_response(
+                    429, "Rate limit exceeded", headers={"Retry-After": str(decision.retry_after)}, code="rate_limited"
+                )
+            try:
+                return view(request, token, **kwargs)
+            except FaceError as exc:
+                return error_response(exc.status, exc.detail, headers=exc.headers)
+            except RequestDataTooBig:
+                return error_response(413, "Request body too large.", code="too_large")
+            except ServiceError as exc:
+                response = service_error_response(exc, statuses)
+                if isinstance(exc, (TransitionRefused, VersionConflict)):
+                    # A state conflict does not heal by itself: tell SDKs that retry 409s not to.
+                    response["x-should-retry"] = "false"
+                return response
+
+        return wrapped
+
+    return decorate
+
+
+# --- Reads ----------------------------------------------------------------------------------
+
+
+def task_for_token(token: ApiToken, task_id: str, *, include_deleted: bool = False) -> Task:
+    """The token's organization's task, or TaskNotFound (other organizations' ids read as missing)."""
+    if include_deleted:
+        qs = Task.objects.filter(organization_id=token.organization_id)
+    else:
+        qs = selectors.tasks_for_token(token)
+    task = qs.select_related("agent", "organization").filter(pk=task_id).first()
+    if task is None:
+        raise TaskNotFound(f"Task not found: {task_id}")
+    return task
+
+
+def canonical_statuses(statuses: lifecycle.FaceStatuses, name: str) -> list[str]:
+    """Every canonical status a face shows under `name` (a face name may cover several)."""
+    statuses.parse(name)  # ValueError for unknown names
+    return [s for s in lifecycle.STATUSES if statuses.render(s) == name]
+
+
+def positive_int(request: HttpRequest, name: str, default: int, maximum: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise invalid(["query", name], f"Must be an integer from 1 to {maximum}.", "int_parsing")
+    return int(raw)
+
+
+# --- Event streams --------------------------------------------------------------------------
+
+
+def _close_connection() -> None:
+    # A stream lives for hours: give the connection back between renders, as sse.py does.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def newest_event_id(organization_id: int, task_id: str | None) -> int:
+    try:
+        return selectors.last_event_id([organization_id], task_id=task_id)
+    finally:
+        _close_connection()
+
+
+async def face_frames(
+    organization_id: int,
+    after_id: int,
+    task_id: str,
+    render: Callable[[TaskEvent], tuple[list[str], bool]],
+    *,
+    opening: str,
+    ping: str,
+) -> AsyncIterator[str]:
+    """SSE text of one task's events in a face's shape, on D's `sse.event_stream` loop.
+
+    `render` runs in a worker thread (it reads the task fresh from the database) and returns
+    the frames for one event plus whether the stream should end after them.
+    """
+
+    def render_closing(event: TaskEvent) -> tuple[list[str], bool]:
+        try:
+            return render(event)
+        finally:
+            _close_connection()
+
+    yield opening
+    async for event in sse.event_stream(organization_id, after_id, task_id=task_id):
+        if event is None:
+            yield ping
+            continue
+        frames, last = await sync_to_async(render_closing)(event)
+        for frame in frames:
+            yield frame
+        if last:
+            return
+
+
+def sse_data(data: Any, event_id: int | None = None) -> str:
+    return sse.format_message(event_id, None, data)

@@ -1,0 +1,268 @@
+"""Request and response bodies of the native REST API (/api/v1/); unknown fields are refused."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Schema
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt, model_validator
+
+from .. import lifecycle
+from ..models import ActivityEntry, ActivityKind, HitlDecision, HitlRequest, Task
+from ..services import TASK_ID_RE, TEXT_LIMITS
+from .errors import nul_location
+
+StatusName = Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
+StopStatus = Literal["stopped", "canceled", "terminated", "timed_out"]
+JsonObject = dict[str, Any]
+# Strict scalars: "85" or 85.0 for an integer, or "yes" for a boolean, is a 422, not a guess.
+Priority = Annotated[StrictInt, Field(ge=0, le=100)]
+NonNegative = Annotated[StrictInt, Field(ge=0, le=2**62)]
+Seconds = Annotated[float, Strict(), Field(ge=0)]
+
+
+def _iso_datetime(value: Any) -> Any:
+    # pydantic would read "0.5" as a Unix time; the schema promises an ISO 8601 date-time.
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("Must be an ISO 8601 date-time, e.g. 2025-01-19T10:30:00Z.") from None
+    elif not isinstance(value, datetime):
+        raise ValueError("Must be an ISO 8601 date-time string.")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+TaskId = Annotated[str, Field(pattern=TASK_ID_RE.pattern, max_length=100)]
+
+
+def text(name: str, **kwargs: Any) -> Any:
+    """An optional text field with the services' size limit."""
+    return Field(None, max_length=TEXT_LIMITS[name], **kwargs)
+
+
+class StrictIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        # PostgreSQL stores no NUL in text or jsonb: refuse it here rather than fail at the INSERT.
+        where = nul_location(data)
+        if where is not None:
+            raise ValueError(f"Must not contain NUL characters (at {'.'.join(map(str, where))}).")
+        return data
+
+
+# --- Tasks --------------------------------------------------------------------------------
+
+
+class TaskFieldsIn(StrictIn):
+    """Fields a caller may set on create and patch (sizes are checked by the services)."""
+
+    title: str | None = text("title")
+    name: str | None = text("name", min_length=1)
+    source: str | None = text("source")
+    status: StatusName | None = None
+    status_reason: str | None = text("status_reason")
+    priority: Priority | None = None
+    input_text: str | None = text("input_text")
+    input_files: list[str] | None = None
+    input_user: JsonObject | None = None
+    additional_context: str | None = text("additional_context")
+    instructions_override: str | None = text("instructions_override")
+    expected_output: str | None = text("expected_output")
+    output_format: str | None = text("output_format")
+    output_schema: JsonObject | None = None
+    result: str | None = text("result")
+    metadata: JsonObject | None = None
+    params: JsonObject | None = None
+    payload_extension: JsonObject | None = None
+    deep_planning: JsonObject | None = None
+    last_executed_node_id: str | None = text("last_executed_node_id")
+    internal_status: str | None = text("internal_status")
+    agent_version: str | None = text("agent_version")
+    triggering_agent_id: str | None = text("triggering_agent_id")
+    used_tools: list[str] | None = None
+
+
+class TaskCreateIn(TaskFieldsIn):
+    id: TaskId | None = Field(None, description="Caller-chosen id; the same body again returns the task (200).")
+    agent: str | None = Field(None, description="Agent name; an unknown name is registered for the organization.")
+    parent_id: str | None = None
+
+
+class TaskPatchIn(TaskFieldsIn):
+    prompt_tokens: NonNegative | None = None
+    completion_tokens: NonNegative | None = None
+    duration: Seconds | None = None
+    metadata_replace: StrictBool = Field(False, description="Replace metadata instead of merging top-level keys.")
+    params_replace: StrictBool = Field(False, description="Replace params instead of merging top-level keys.")
+    expected_version: Annotated[StrictInt, Field(ge=1, le=2**31)] | None = Field(
+        None, description="Refuse with 409 unless the task is at this version (same as If-Match)."
+    )
+
+
+class TaskOut(Schema):
+    id: str
+    title: str
+    name: str | None
+    agent: str | None
+    parent_id: str | None
+    source: str
+    status: str
+    status_reason: str
+    priority: int
+    input_text: str
+    input_files: list[Any]
+    result: str | None
+    metadata: JsonObject
+    params: JsonObject
+    payload_extension: JsonObject
+    deep_planning: JsonObject
+    prompt_tokens: int
+    completion_tokens: int
+    used_tools: list[Any]
+    duration: float
+    execution_attempts: int
+    is_manually_stopped: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    paused_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def from_task(task: Task) -> dict[str, Any]:
+        return {
+            **{name: getattr(task, name) for name in TaskOut.model_fields if name not in ("agent", "status")},
+            "agent": task.agent.name if task.agent_id else None,
+            "status": lifecycle.NATIVE.render(task.status),
+        }
+
+
+class TaskPageOut(Schema):
+    items: list[TaskOut]
+    next: str | None = Field(description="Cursor for the following page (pass as `after`).")
+    prev: str | None = Field(description="Cursor for the preceding page (pass as `before`).")
+
+
+class StopIn(StrictIn):
+    reason: str = Field("", max_length=2000)
+    status: StopStatus = "stopped"
+
+
+class ClaimIn(StrictIn):
+    agent: str | None = Field(None, min_length=1, max_length=200, description="Only tasks of this agent.")
+
+
+# --- Activity -----------------------------------------------------------------------------
+
+
+class ActivityIn(StrictIn):
+    kind: Literal[tuple(ActivityKind.values)] = "message"  # type: ignore[valid-type]
+    role: str | None = Field(None, max_length=20)
+    content: str | None = None
+    tool_name: str | None = Field(None, max_length=200)
+    tool_call_id: str | None = Field(None, max_length=200)
+    tool_arguments: Any = None
+    tool_output: Any = None
+    prompt_tokens: Annotated[StrictInt, Field(ge=0, lt=2**31)] | None = None
+    completion_tokens: Annotated[StrictInt, Field(ge=0, lt=2**31)] | None = None
+
+
+ActivityBatchIn = Annotated[list[ActivityIn], Field(min_length=1, max_length=500)]
+
+
+class ActivityOut(Schema):
+    id: int
+    kind: str
+    role: str
+    content: str
+    tool_name: str
+    tool_call_id: str
+    tool_arguments: Any
+    tool_output: Any
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime
+
+    @staticmethod
+    def from_entry(entry: ActivityEntry) -> dict[str, Any]:
+        return {name: getattr(entry, name) for name in ActivityOut.model_fields}
+
+
+class ActivityPageOut(Schema):
+    items: list[ActivityOut]
+    next: int | None = Field(description="Pass as `after` for the following page; null at the end.")
+
+
+# --- Human in the loop --------------------------------------------------------------------
+
+
+class HitlIn(StrictIn):
+    question: str = Field(min_length=1, max_length=2000)
+    details: str = Field("", max_length=20000)
+    options: list[str] | None = None
+    payload: Any = Field(None, description="The action the agent proposes; a reviewer may amend it.")
+    deadline: IsoDateTime | None = None
+    on_timeout: Literal["approved", "rejected"] = "rejected"
+    reject_status: Literal[tuple(sorted(lifecycle.TERMINAL))] = "failed"  # type: ignore[valid-type]
+
+
+class HitlDecisionIn(StrictIn):
+    approve: StrictBool
+    reason: str = Field("", max_length=2000)
+    comment: str = Field("", max_length=2000)
+    amended_payload: Any = None
+
+
+class HitlOut(Schema):
+    id: int
+    task_id: str
+    question: str
+    details: str
+    options: list[Any]
+    proposed_payload: Any
+    amended_payload: Any
+    effective_payload: Any = Field(description="The amended payload if a reviewer changed it, else the proposal.")
+    requested_at: datetime
+    deadline: datetime | None
+    on_timeout: str
+    decision: Literal[tuple(HitlDecision.values)] | None  # type: ignore[valid-type]
+    decided_by: str
+    decided_at: datetime | None
+    reason: str
+    comment: str
+    expired: bool
+
+    @staticmethod
+    def from_hitl(hitl: HitlRequest) -> dict[str, Any]:
+        values = {name: getattr(hitl, name) for name in HitlOut.model_fields if name != "decided_by"}
+        values["decided_by"] = hitl.decided_by_label
+        return values
+
+
+# --- Metrics ------------------------------------------------------------------------------
+
+
+class MetricsIn(StrictIn):
+    prompt_tokens: NonNegative | None = None
+    completion_tokens: NonNegative | None = None
+    used_tools: list[str] | None = None
+    duration: Seconds | None = None
+
+
+# --- Errors and events --------------------------------------------------------------------
+
+
+class ErrorOut(Schema):
+    detail: Any
+    code: str | None = None
+
+
+class ConflictOut(ErrorOut):
+    current_version: int | None = None
+    current_status: str | None = None
+    allowed: list[str] | None = None

@@ -1,0 +1,595 @@
+"""The xpander face: the routes `xpander-sdk` 2.0.x calls, mounted at /xpander/.
+
+`Configuration(base_url="http://HOST/xpander", api_key=TOKEN, organization_id=ORG)` works as is.
+The SDK sends the token as `x-api-key`. It appends the organization to the URL only for event
+streams (`/xpander/<org>/agent-execution/<id>/events`); every route is also served under
+`/xpander/<org>/`, and there `<org>` must be the token's organization (slug or id), else 404.
+
+Routes (from xpander_sdk/consts/api_routes.py):
+  GET    agent-execution/executions/history/<agent_id>       Tasks.alist   (filters: user_id,
+         parent_task_id, triggering_agent_id, status, internal_status; limit)
+  GET    agent-execution/executions/history/user/<user_id>   Tasks.alist_user_tasks
+  POST   agent-execution/<agent_id>                          Tasks.acreate (agent registered on first use)
+  GET    agent-execution/<task_id>/status                    Tasks.aget, Task.areload
+  PATCH  agent-execution/<task_id>/update                    Tasks.aupdate, Task.asave / aset_status
+  DELETE agent-execution/<task_id>                           Tasks.astop, Task.astop
+  POST   agent-execution/<agent_id>/report_task              Task.areport_external_task
+  POST   agents-metrics/<agent_id>/execution                 Task.areport_metrics
+  GET    activity/<agent_id>/<task_id>                       Task.aget_activity_log
+  GET    agent-execution/<task_id>/events                    Task.aevents (SSE)
+
+Statuses are AgentExecutionStatus values (lowercase), mapped by `lifecycle.XPANDER`. PATCH takes
+the SDK's whole `Task` dump (asave sends every field): fields Taskdesk stores are applied, the
+SDK's server-owned or runtime-only fields are accepted and ignored, anything else is a 422.
+An optional `If-Match: <version>` makes the PATCH conditional (409 when stale).
+
+Event stream: `data: {type, task_id, organization_id, time, data}`; `task_created`,
+`task_updated` and `task_finished` carry the task, activity entries arrive as
+`tool_call_request` / `tool_call_result` / `think` / `chunk`. A stream replays the task's events
+from the start (or after `Last-Event-ID`) and ends after the `task_finished` of a task that is
+still finished.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from .. import lifecycle, selectors, services
+from ..lifecycle import XPANDER, Status
+from ..models import ActivityKind, ApiToken, EventType, Face, Task, TaskEvent
+from ..services import Actor
+from . import ratelimit, sse
+from .auth import token_for_request
+from .faces import (
+    FaceError,
+    canonical_statuses,
+    error_response,
+    face_frames,
+    face_view,
+    invalid,
+    json_body,
+    positive_int,
+    reject_unknown,
+    sse_data,
+    task_for_token,
+)
+
+FACE = Face.XPANDER
+LIST_LIMIT = 100
+LIST_LIMIT_MAX = 500
+
+
+def _view(operation: str, *methods: str):
+    return face_view(FACE, operation, XPANDER, methods)
+
+
+def _actor(token: ApiToken) -> Actor:
+    return Actor.for_token(token, face=FACE)
+
+
+def _check_org(token: ApiToken, org: str | None) -> None:
+    if org is not None and org not in (token.organization.slug, str(token.organization_id)):
+        raise FaceError(404, f"Organization not found: {org}")
+
+
+# --- Rendering ------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """A Taskdesk task as xpander's `Task` model reads it."""
+    return {
+        "id": task.pk,
+        "agent_id": task.agent.name if task.agent_id else "",
+        "organization_id": task.organization.slug,
+        "input": {"text": task.input_text, "files": list(task.input_files or []), "user": _user(task.input_user)},
+        "status": XPANDER.render(task.status),
+        "internal_status": task.internal_status or None,
+        "last_executed_node_id": task.last_executed_node_id or None,
+        "agent_version": task.agent_version or None,
+        "created_at": _iso(task.created_at),
+        "started_at": _iso(task.started_at),
+        "paused_at": _iso(task.paused_at),
+        "finished_at": _iso(task.finished_at),
+        "result": task.result,
+        "parent_execution": task.parent_id,
+        "sub_executions": list(task.sub_tasks.filter(deleted_at__isnull=True).values_list("pk", flat=True)),
+        "is_manually_stopped": task.is_manually_stopped,
+        "payload_extension": task.payload_extension or None,
+        "source": task.source,
+        "voice_id": task.voice_id or None,
+        "output_format": task.output_format or None,
+        "output_schema": task.output_schema,
+        "events_streaming": task.events_streaming,
+        "is_orchestration": task.is_orchestration,
+        "additional_context": task.additional_context or None,
+        "instructions_override": task.instructions_override or None,
+        "expected_output": task.expected_output or None,
+        "mcp_servers": list(task.mcp_servers or []),
+        "triggering_agent_id": task.triggering_agent_id or None,
+        "title": task.title or None,
+        "think_mode": task.think_mode or "default",
+        "disable_attachment_injection": task.disable_attachment_injection,
+        "deep_planning": task.deep_planning or {},
+        "execution_attempts": task.execution_attempts,
+        "return_metrics": task.return_metrics,
+        "tokens": {"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens},
+        "used_tools": list(task.used_tools or []),
+        "duration": task.duration,
+        # Not an xpander field; lets a client send If-Match for a conditional PATCH.
+        "version": task.version,
+    }
+
+
+def _user(value: Any) -> dict | None:
+    # xpander's User requires an email; anything else would fail the SDK's parse.
+    if isinstance(value, dict) and isinstance(value.get("email"), str):
+        return value
+    return None
+
+
+def list_item_json(task: Task) -> dict[str, Any]:
+    user = task.input_user if isinstance(task.input_user, dict) else {}
+    return {
+        "id": task.pk,
+        "agent_id": task.agent.name if task.agent_id else "",
+        "user_id": user.get("id"),
+        "parent_task_id": task.parent_id,
+        "triggering_agent_id": task.triggering_agent_id or None,
+        "organization_id": task.organization.slug,
+        "status": XPANDER.render(task.status),
+        "created_at": _iso(task.created_at),
+        "updated_at": _iso(task.updated_at),
+        "result": task.result,
+        "title": task.title or None,
+    }
+
+
+def _fresh(task: Task) -> Task:
+    return Task.objects.select_related("agent", "organization").get(pk=task.pk)
+
+
+# --- Request mapping ------------------------------------------------------------------------
+
+# Fields stored as they come (xpander name == Taskdesk name).
+_SAME_NAME = {
+    "source",
+    "result",
+    "last_executed_node_id",
+    "internal_status",
+    "agent_version",
+    "triggering_agent_id",
+    "title",
+    "additional_context",
+    "instructions_override",
+    "expected_output",
+    "output_format",
+    "output_schema",
+    "voice_id",
+    "think_mode",
+    "mcp_servers",
+    "events_streaming",
+    "is_orchestration",
+    "return_metrics",
+    "disable_attachment_injection",
+    "execution_attempts",
+    "used_tools",
+    "duration",
+    "deep_planning",
+    "payload_extension",
+}
+# The SDK's server-owned or runtime-only fields (and secrets Taskdesk does not keep): accepted, ignored.
+_IGNORED = {
+    "id",
+    "agent_id",
+    "organization_id",
+    "created_at",
+    "started_at",
+    "paused_at",
+    "finished_at",
+    "parent_execution",
+    "sub_executions",
+    "conversation_id",
+    "conversation_kind",
+    "should_update_parent",
+    "is_manually_stopped",
+    "execution_kind",
+    "hitl_request",
+    "pending_eca_request",
+    "is_gateway",
+    "is_app",
+    "background_auth_eligible",
+    "tool_call_limit",
+    "test_run_node_id",
+    "user_oidc_token",
+    "user_tokens",
+    "must_deep_plan",
+    "llm_model_provider",
+    "llm_model_name",
+    "llm_reasoning_effort",
+    "harness_cli",
+    "permission_mode",
+    "worker_id",
+    "run_locally",
+    "version",
+}
+_UPDATE_KNOWN = _SAME_NAME | _IGNORED | {"status", "input", "tokens", "tool_call_payload_extension"}
+_CREATE_KNOWN = (_SAME_NAME - {"result", "used_tools", "duration", "execution_attempts", "internal_status"}) | {
+    "id",
+    "input",
+    "worker_id",
+    "run_locally",
+    "test_run_node_id",
+    "user_oidc_token",
+    "tool_call_limit",
+    "user_tokens",
+    "llm_model_provider",
+    "llm_model_name",
+    "llm_reasoning_effort",
+    "harness_cli",
+    "permission_mode",
+}
+_INPUT_KNOWN = {"text", "files", "user", "attachments", "principal"}
+
+
+def _map_input(value: Any, fields: dict[str, Any]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise invalid(["body", "input"], "Input should be an object.", "model_attributes_type")
+    reject_unknown(value, _INPUT_KNOWN, where="input")
+    for name, target in (("text", "input_text"), ("files", "input_files"), ("user", "input_user")):
+        if value.get(name) is not None:
+            fields[target] = value[name]
+
+
+def _map_tokens(value: Any, fields: dict[str, Any]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise invalid(["body", "tokens"], "Input should be an object.", "model_attributes_type")
+    for name in ("prompt_tokens", "completion_tokens"):
+        if value.get(name) is not None:
+            fields[name] = value[name]
+
+
+def _parse_status(value: Any) -> str:
+    try:
+        return XPANDER.parse(value) if isinstance(value, str) else XPANDER.parse(repr(value))
+    except ValueError as exc:
+        raise invalid(["body", "status"], str(exc), "enum") from None
+
+
+def _if_match(request: HttpRequest) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    raw = raw.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit() or len(raw) > 9:
+        raise invalid(["header", "If-Match"], 'Must be the task\'s version, e.g. "3".')
+    return int(raw)
+
+
+# --- Task routes ----------------------------------------------------------------------------
+
+
+def _list(token: ApiToken, request: HttpRequest, **filters: Any) -> JsonResponse:
+    allowed = {"user_id", "parent_task_id", "triggering_agent_id", "status", "internal_status", "limit"}
+    reject_unknown(dict(request.GET), allowed, where="query")
+    qs = selectors.tasks_for_token(token).select_related("agent", "organization").filter(**filters)
+    if request.GET.get("user_id"):
+        qs = qs.filter(input_user__id=request.GET["user_id"])
+    if request.GET.get("parent_task_id"):
+        qs = qs.filter(parent_id=request.GET["parent_task_id"])
+    if request.GET.get("triggering_agent_id"):
+        qs = qs.filter(triggering_agent_id=request.GET["triggering_agent_id"])
+    if request.GET.get("internal_status"):
+        qs = qs.filter(internal_status=request.GET["internal_status"])
+    if request.GET.get("status"):
+        try:
+            qs = qs.filter(status__in=canonical_statuses(XPANDER, request.GET["status"]))
+        except ValueError as exc:
+            raise invalid(["query", "status"], str(exc), "enum") from None
+    limit = positive_int(request, "limit", LIST_LIMIT, LIST_LIMIT_MAX)
+    rows = qs.order_by("-created_at", "-id")[:limit]
+    return JsonResponse([list_item_json(t) for t in rows], safe=False)
+
+
+@_view("tasks.list", "GET")
+def list_agent_tasks(request: HttpRequest, token: ApiToken, agent_id: str, org: str | None = None):
+    _check_org(token, org)
+    return _list(token, request, agent__name=agent_id)
+
+
+@_view("tasks.list", "GET")
+def list_user_tasks(request: HttpRequest, token: ApiToken, user_id: str, org: str | None = None):
+    _check_org(token, org)
+    request.GET = request.GET.copy()
+    request.GET.pop("user_id", None)
+    return _list(token, request, input_user__id=user_id)
+
+
+@_view("tasks.create", "POST")
+def create_task(request: HttpRequest, token: ApiToken, agent_id: str, org: str | None = None):
+    _check_org(token, org)
+    body = json_body(request)
+    reject_unknown(body, _CREATE_KNOWN)
+    fields: dict[str, Any] = {}
+    _map_input(body.get("input"), fields)
+    for name in _SAME_NAME & body.keys():
+        if body[name] is not None:
+            fields[name] = body[name]
+    if request.headers.get("x-agent-version"):
+        fields["agent_version"] = request.headers["x-agent-version"]
+    task, created = services.task_create(
+        organization=token.organization, actor=_actor(token), id=body.get("id"), agent=agent_id, **fields
+    )
+    return JsonResponse(task_json(_fresh(task)), status=201 if created else 200)
+
+
+@_view("tasks.get", "GET")
+def get_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | None = None):
+    _check_org(token, org)
+    return JsonResponse(task_json(task_for_token(token, task_id)))
+
+
+@_view("tasks.update", "PATCH")
+def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | None = None):
+    _check_org(token, org)
+    body = json_body(request)
+    reject_unknown(body, _UPDATE_KNOWN)
+    expected_version = _if_match(request)
+    current = task_for_token(token, task_id)
+    fields: dict[str, Any] = {}
+    _map_input(body.get("input"), fields)
+    _map_tokens(body.get("tokens"), fields)
+    for name in _SAME_NAME & body.keys():
+        if body[name] is not None:
+            fields[name] = body[name]
+    if body.get("tool_call_payload_extension") is not None:
+        fields["payload_extension"] = body["tool_call_payload_extension"]
+    if body.get("status") is not None:
+        fields["status"] = _parse_status(body["status"])
+    # asave() echoes the whole task: an echoed value is not a change, and must not override
+    # what the lifecycle derives (e.g. the duration of a task that finishes in this PATCH).
+    fields = {name: value for name, value in fields.items() if getattr(current, name, object()) != value}
+    if "status" in fields and XPANDER.render(current.status) == body.get("status"):
+        fields.pop("status")  # e.g. canceled reads as "stopped": echoing it back changes nothing
+    task = services.task_update(
+        task=current, actor=_actor(token), organization_id=token.organization_id,
+        expected_version=expected_version, **fields,
+    )  # fmt: skip
+    return JsonResponse(task_json(_fresh(task)))
+
+
+@_view("tasks.stop", "DELETE")
+def stop_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | None = None):
+    _check_org(token, org)
+    task = services.task_stop(
+        task=task_id, actor=_actor(token), organization_id=token.organization_id, status=Status.STOPPED
+    )
+    return JsonResponse(task_json(_fresh(task)))
+
+
+# One dispatcher per URL shape: the SDK uses POST and DELETE on the same path.
+@csrf_exempt
+def agent_execution(request: HttpRequest, agent_or_task_id: str, org: str | None = None):
+    if request.method == "DELETE":
+        return stop_task(request, task_id=agent_or_task_id, org=org)
+    return create_task(request, agent_id=agent_or_task_id, org=org)
+
+
+def _report_messages(llm_response: Any) -> list[dict[str, Any]] | None:
+    """An `llm_response` that is a list of {role, content} messages becomes activity entries."""
+    if not isinstance(llm_response, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) for m in llm_response
+    ):
+        return None
+    entries = []
+    for message in llm_response:
+        role = message.get("role") if isinstance(message.get("role"), str) else "agent"
+        entries.append({"kind": ActivityKind.MESSAGE, "role": role[:20], "content": message["content"]})
+    return entries
+
+
+@_view("tasks.report", "POST")
+def report_task(request: HttpRequest, token: ApiToken, agent_id: str, org: str | None = None):
+    """A run executed elsewhere, recorded whole: final status, input, result, tokens, messages."""
+    _check_org(token, org)
+    body = json_body(request)
+    reject_unknown(body, {"id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools"})
+    is_success = body.get("is_success", True)
+    if not isinstance(is_success, bool):
+        raise invalid(["body", "is_success"], "Input should be a valid boolean.", "bool_type")
+    fields: dict[str, Any] = {"status": Status.COMPLETED if is_success else Status.FAILED, "source": "external"}
+    for name, target in (("input", "input_text"), ("result", "result"), ("used_tools", "used_tools")):
+        if body.get(name) is not None:
+            fields[target] = body[name]
+    if body.get("duration"):
+        fields["duration"] = body["duration"]
+    _map_tokens(body.get("tokens"), fields)
+    llm_response = body.get("llm_response")
+    entries = _report_messages(llm_response)
+    if llm_response is not None and entries is None:
+        fields["metadata"] = {"llm_response": llm_response}
+    if entries is None:
+        entries = []
+        if fields.get("input_text"):
+            entries.append({"kind": ActivityKind.MESSAGE, "role": "user", "content": fields["input_text"]})
+        if fields.get("result"):
+            entries.append({"kind": ActivityKind.MESSAGE, "role": "agent", "content": fields["result"]})
+    actor = _actor(token)
+    # One transaction: the task and its activity are recorded together or not at all.
+    with transaction.atomic():
+        task, created = services.task_create(
+            organization=token.organization, actor=actor, id=body.get("id"), agent=agent_id, **fields
+        )
+        if created and entries:
+            services.append_activity(task=task, actor=actor, entries=entries, organization_id=token.organization_id)
+    return JsonResponse(task_json(_fresh(task)), status=201 if created else 200)
+
+
+@_view("tasks.metrics", "POST")
+def report_metrics(request: HttpRequest, token: ApiToken, agent_id: str, org: str | None = None):
+    """ExecutionMetricsReport: token totals, tools used and (when non-zero) duration of a task."""
+    _check_org(token, org)
+    body = json_body(request)
+    execution_id = body.get("execution_id")
+    if not isinstance(execution_id, str) or not execution_id:
+        raise invalid(["body", "execution_id"], "Field required.", "missing")
+    task = task_for_token(token, execution_id)
+    if task.agent_id and task.agent.name != agent_id:
+        raise FaceError(404, f"Task not found: {execution_id}")
+    tokens = body.get("llm_tokens") or {}
+    if not isinstance(tokens, dict):
+        raise invalid(["body", "llm_tokens"], "Input should be an object.", "model_attributes_type")
+    prompt = completion = 0
+    for part in ("worker", "inner"):
+        counts = tokens.get(part) or {}
+        if not isinstance(counts, dict):
+            raise invalid(["body", "llm_tokens", part], "Input should be an object.", "model_attributes_type")
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = counts.get(name) or 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise invalid(["body", "llm_tokens", part, name], "Input should be a non-negative integer.", "int_type")
+        prompt += counts.get("prompt_tokens") or 0
+        completion += counts.get("completion_tokens") or 0
+    tools = body.get("api_calls_made")
+    duration = body.get("duration")
+    task = services.report_metrics(
+        task=task,
+        actor=_actor(token),
+        organization_id=token.organization_id,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        used_tools=[t for t in tools if isinstance(t, str)] if isinstance(tools, list) else None,
+        duration=duration if isinstance(duration, (int, float)) and duration > 0 else None,
+    )
+    return JsonResponse(task_json(_fresh(task)))
+
+
+# --- Activity log ---------------------------------------------------------------------------
+
+
+def activity_json(entry) -> dict[str, Any]:
+    """One ActivityEntry as an AgentActivityThread message (message, tool call or reasoning)."""
+    base = {"id": str(entry.pk), "created_at": entry.created_at.isoformat()}
+    if entry.kind in (ActivityKind.TOOL_CALL, ActivityKind.TOOL_RESULT):
+        return {
+            **base,
+            "tool_name": entry.tool_name or "tool",
+            "payload": entry.tool_arguments,
+            "result": entry.tool_output,
+            "is_error": False,
+        }
+    if entry.kind == ActivityKind.REASONING:
+        return {**base, "type": "think", "title": entry.content[:120] or "Reasoning", "confidence": 1.0,
+                "thought": entry.content}  # fmt: skip
+    role = "user" if entry.role == "user" else "agent"
+    return {**base, "role": role, "content": {"text": entry.content, "files": []}}
+
+
+@_view("activity.list", "GET")
+def activity_log(request: HttpRequest, token: ApiToken, agent_id: str, task_id: str, org: str | None = None):
+    _check_org(token, org)
+    task = task_for_token(token, task_id)
+    if task.agent_id and task.agent.name != agent_id:
+        raise FaceError(404, f"Task not found: {task_id}")
+    entries = task.activity.order_by("id")[:5000]
+    return JsonResponse(
+        {
+            "id": task.pk,
+            "created_at": task.created_at.isoformat(),
+            "messages": [activity_json(e) for e in entries],
+            "user": _user(task.input_user),
+        }
+    )
+
+
+# --- Event stream ---------------------------------------------------------------------------
+
+_ACTIVITY_TYPES = {
+    ActivityKind.TOOL_CALL: "tool_call_request",
+    ActivityKind.TOOL_RESULT: "tool_call_result",
+    ActivityKind.REASONING: "think",
+    ActivityKind.MESSAGE: "chunk",
+}
+
+
+def _envelope(type_: str, event: TaskEvent, slug: str, data: Any) -> dict[str, Any]:
+    return {"type": type_, "task_id": event.task_id, "organization_id": slug, "time": event.created_at.isoformat(),
+            "data": data}  # fmt: skip
+
+
+def _activity_data(entry) -> dict[str, Any]:
+    if entry.kind in (ActivityKind.TOOL_CALL, ActivityKind.TOOL_RESULT):
+        data = {"request_id": str(entry.pk), "operation_id": entry.tool_name or "tool",
+                "tool_call_id": entry.tool_call_id or None, "tool_name": entry.tool_name or None,
+                "payload": entry.tool_arguments}  # fmt: skip
+        if entry.kind == ActivityKind.TOOL_RESULT:
+            data["result"] = entry.tool_output
+        return data
+    return activity_json(entry)
+
+
+def render_event(event: TaskEvent) -> tuple[list[str], bool]:
+    """The SSE frames of one TaskEvent for the SDK's aevents(), and whether the stream is done."""
+    task = Task.objects.select_related("agent", "organization").get(pk=event.task_id)
+    slug = task.organization.slug
+    if event.type == EventType.ACTIVITY:
+        ids = list(event.after.get("activity_ids") or [])
+        entries = selectors.activity_entries(task.pk, ids)
+        frames = [
+            sse_data(_envelope(_ACTIVITY_TYPES.get(e.kind, "chunk"), event, slug, _activity_data(e)), event.pk)
+            for e in entries
+        ]
+        return frames, False
+    if event.type == EventType.CREATED:
+        type_ = "task_created"
+    elif "status" in event.changes and lifecycle.is_terminal(event.after.get("status", "")):
+        type_ = "task_finished"
+    else:
+        type_ = "task_updated"
+    data = task_json(task)
+    # Close after the last word on a finished task; a retried task keeps its stream open.
+    done = type_ == "task_finished" and task.is_terminal and event.task_version == task.version
+    return [sse_data(_envelope(type_, event, slug, data), event.pk)], done
+
+
+def _stream_setup(request: HttpRequest, task_id: str, org: str | None) -> tuple[Any, int, int] | HttpResponse:
+    token = token_for_request(request)
+    if token is None:
+        return error_response(401, "Unauthorized")
+    decision = ratelimit.hit(token, FACE, "events")
+    if not decision.allowed:
+        return error_response(429, "Rate limit exceeded", headers={"Retry-After": str(decision.retry_after)})
+    if org is not None and org not in (token.organization.slug, str(token.organization_id)):
+        return error_response(404, f"Organization not found: {org}")
+    if not selectors.tasks_for_token(token).filter(pk=task_id).exists():
+        return error_response(404, f"Task not found: {task_id}")
+    try:
+        after = sse.resume_point(request)
+    except ValueError as exc:
+        return error_response(422, [{"loc": ["header", "Last-Event-ID"], "msg": str(exc), "type": "value_error"}])
+    # Without a resume point the whole (bounded) history of the task is replayed: the SDK
+    # connects after creating the task and must still see task_created.
+    return token, token.organization_id, after or 0
+
+
+async def task_events(request: HttpRequest, task_id: str, org: str | None = None) -> HttpResponse:
+    """GET agent-execution/<task_id>/events: the task's events in xpander's SSE envelope."""
+    if request.method != "GET":
+        return error_response(405, "Method Not Allowed", headers={"Allow": "GET"})
+    setup = await sync_to_async(_stream_setup)(request, task_id, org)
+    if isinstance(setup, HttpResponse):
+        return setup
+    _token, organization_id, after = setup
+    frames = face_frames(organization_id, after, task_id, render_event, opening=": connected\n\n", ping=": ping\n\n")
+    return sse.stream_response(frames)

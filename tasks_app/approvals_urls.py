@@ -1,0 +1,11 @@
+"""URLs of the HITL inbox and the activity log (included by dashboard/urls.py)."""
+
+from django.urls import path
+
+from .views import activity, approvals
+
+urlpatterns = [
+    path("approvals/", approvals.inbox, name="approvals_inbox"),
+    path("approvals/<int:hitl_id>/decide/", approvals.decide, name="hitl_decide"),
+    path("tasks/<str:task_id>/activity/", activity.activity_log, name="task_activity"),
+]

@@ -1,0 +1,52 @@
+"""Template helpers for the HITL inbox, decision panel and activity log."""
+
+import json
+from urllib.parse import quote
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+from .. import selectors
+from ..models import Membership
+
+register = template.Library()
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """Indented JSON for reading; the template escapes it like any other text."""
+    if value is None:
+        return ""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@register.filter
+def task_url(task_id: str) -> str:
+    """The task detail page (falls back to its path while the dashboard URLs are not wired)."""
+    try:
+        return reverse("task_detail", args=[task_id])
+    except NoReverseMatch:
+        return f"/tasks/{quote(str(task_id), safe='')}/"
+
+
+@register.simple_tag(takes_context=True)
+def hitl_can_decide(context, hitl) -> bool:
+    """Whether the viewer may decide this request: the one permission rule, from selectors."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        # Pushed fragments are rendered once per audience, without a request.
+        return bool(context.get("can_edit"))
+    return selectors.can_edit(user, hitl.organization_id)
+
+
+@register.simple_tag(takes_context=True)
+def pending_hitl_badge(context) -> int:
+    """Pending requests across the viewer's organizations, in one query."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return 0
+    cached = getattr(user, "_taskdesk_roles", None)
+    org_ids = list(cached) if cached is not None else Membership.objects.filter(user=user).values("organization_id")
+    return selectors.pending_hitl_count(org_ids)

@@ -1,0 +1,190 @@
+"""Dashboard display helpers: status badges, times, durations, token counts and readable JSON.
+
+Filters return plain text (the template escapes it); tags that need markup render a template.
+"""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django import template
+from django.utils import timezone
+
+from tasks_app import lifecycle
+
+register = template.Library()
+
+# A glyph per status so the badge differs by shape, not only by colour.
+STATUS_GLYPHS: dict[str, str] = {
+    lifecycle.Status.PENDING: "○",
+    lifecycle.Status.EXECUTING: "▶",
+    lifecycle.Status.PAUSED: "‖",
+    lifecycle.Status.INTERRUPTED: "↯",
+    lifecycle.Status.COMPLETED: "✓",
+    lifecycle.Status.FAILED: "✕",
+    lifecycle.Status.ERROR: "!",
+    lifecycle.Status.STOPPED: "■",
+    lifecycle.Status.CANCELED: "⊘",
+    lifecycle.Status.TERMINATED: "⊗",
+    lifecycle.Status.TIMED_OUT: "◷",
+}
+
+
+@register.inclusion_tag("tasks/tags/status_badge.html")
+def status_badge(status: str) -> dict:
+    return {
+        "status": status,
+        "label": lifecycle.STATUS_LABELS.get(status, status),
+        "glyph": STATUS_GLYPHS.get(status, "?"),
+        "terminal": lifecycle.is_terminal(status),
+    }
+
+
+@register.filter
+def status_label(status: str) -> str:
+    return lifecycle.STATUS_LABELS.get(status, status)
+
+
+@register.inclusion_tag("tasks/tags/time.html")
+def reltime(value: datetime | None, empty: str = "—") -> dict:
+    """Relative time with the exact UTC time on hover (and in a machine-readable attribute)."""
+    return {"value": value, "relative": relative_time(value) if value else empty}
+
+
+def relative_time(value: datetime, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    seconds = (now - value).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 45:
+        return "in a moment" if future else "just now"
+    for limit, size, unit in ((3600, 60, "min"), (86400, 3600, "h"), (86400 * 30, 86400, "d")):
+        if seconds < limit:
+            amount = round(seconds / size) or 1
+            return f"in {amount} {unit}" if future else f"{amount} {unit} ago"
+    return value.strftime("%Y-%m-%d")
+
+
+@register.filter
+def exact_time(value: datetime | None) -> str:
+    if not value:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@register.filter
+def duration(seconds: float | int | None) -> str:
+    """1.25 -> "1.3 s", 184 -> "3 m 04 s", 7500 -> "2 h 05 m"."""
+    if seconds is None or seconds == "":
+        return "—"
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return "—"
+    if seconds <= 0:
+        return "—"
+    if seconds < 0.1:
+        return "< 0.1 s"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} m"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours:02d} h"
+
+
+@register.filter
+def tokens(count: int | None) -> str:
+    """Compact token counts: 950, 12.3k, 4.1M."""
+    if not count:
+        return "0"
+    count = int(count)
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k".replace(".0k", "k")
+    return f"{count / 1_000_000:.1f}M".replace(".0M", "M")
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """Indented, key-sorted JSON for reading (escaped by the template like any text)."""
+    if value is None:
+        return "null"
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@register.filter
+def short_json(value: Any, limit: int = 300) -> str:
+    """One-line JSON (or the text itself), cut at `limit` characters, for history rows."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    limit = int(limit)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@register.filter
+def lookup(mapping: Any, key: Any) -> Any:
+    if isinstance(mapping, dict):
+        return mapping.get(key)
+    return None
+
+
+@register.simple_tag
+def event_changes(event) -> list[dict]:
+    """Field rows of a history entry: name, before, after (before missing on creation)."""
+    before = event.before or {}
+    after = event.after or {}
+    names = list(event.changes or [])
+    # Extra facts a service records beside the changed fields (e.g. the HITL question).
+    names += [name for name in after if name not in names and name not in ("activity_ids", "kinds")]
+    rows = []
+    for name in names:
+        if name not in before and name not in after:
+            continue  # set at creation; the event keeps a snapshot of the main fields only
+        rows.append(
+            {
+                "field": name,
+                "has_before": name in before,
+                "before": before.get(name),
+                "has_after": name in after,
+                "after": after.get(name),
+            }
+        )
+    return rows
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes: Any) -> str:
+    """The current query string with some parameters replaced (None drops one), e.g. for sort links."""
+    request = context.get("request")
+    params = request.GET.copy() if request is not None else None
+    if params is None:
+        return "?"
+    for name, value in changes.items():
+        params.pop(name, None)
+        if value not in (None, ""):
+            params[name] = value
+    encoded = params.urlencode()
+    return "?" + encoded if encoded else "?"
+
+
+@register.filter
+def as_list(value: Any) -> list:
+    return list(value or [])
+
+
+@register.filter
+def search_text(task) -> str:
+    """What the list's free-text search looks at, lowercased, for marking pushed rows client-side."""
+    return f"{task.pk} {task.title} {task.input_text[:500]}".lower()
+
+
+@register.filter
+def in_lifecycle_order(statuses) -> list[str]:
+    """Statuses in the lifecycle's order (pending … timed out) rather than alphabetical."""
+    wanted = set(statuses or [])
+    return [status for status in lifecycle.STATUSES if status in wanted]

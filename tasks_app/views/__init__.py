@@ -1,0 +1,1 @@
+"""The HTMX dashboard: function views over tasks_app.selectors (reads) and tasks_app.services (writes)."""

@@ -1,0 +1,120 @@
+"""The HITL inbox and the decide endpoint shared by the inbox and the task page's decision panel."""
+
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from .. import selectors, services
+from ..models import Face
+
+INBOX = "approvals/inbox.html"
+PANEL = "approvals/decision_panel.html"
+# A reviewer's amended payload is refused past this many characters (the service checks bytes too).
+AMEND_TEXT_LIMIT = 200_000
+
+
+@require_http_methods(["GET"])
+@login_required
+def inbox(request):
+    # Deadlines are also resolved by `manage.py expire_hitl`; doing it here keeps the inbox honest
+    # without a worker (one indexed query when nothing is due).
+    services.hitl_expire_due()
+    org_ids = selectors.organization_ids_for(request.user)
+    requests = list(selectors.pending_hitl_for_user(request.user))
+    context = {
+        "requests": requests,
+        "now": timezone.now(),
+        "last_event_id": selectors.last_event_id(org_ids),
+        "show_task": True,
+    }
+    template = INBOX + "#inbox-list" if request.htmx else INBOX
+    response = render(request, template, context)
+    response["Vary"] = "HX-Request"
+    return response
+
+
+def _parse_amendment(hitl, raw: str | None):
+    """(amended payload or None, error message or ""): unchanged JSON is not an amendment."""
+    if raw is None or not raw.strip():
+        return None, ""
+    if len(raw) > AMEND_TEXT_LIMIT:
+        return None, f"At most {AMEND_TEXT_LIMIT:,} characters."
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return None, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+    if value == hitl.proposed_payload:
+        return None, ""
+    if value is None:
+        return None, "An amended payload cannot be null; leave the editor closed to approve as proposed."
+    return value, ""
+
+
+def _panel(request, hitl, *, status: int = 200, errors=None, notice: str = "", form=None):
+    show_task = request.POST.get("context", "inbox") != "task"
+    context = {
+        "hitl": hitl,
+        "show_task": show_task,
+        "errors": errors or {},
+        "notice": notice,
+        "form": form or {},
+        "now": timezone.now(),
+    }
+    return render(request, PANEL, context, status=status)
+
+
+@require_http_methods(["POST"])
+@login_required
+def decide(request, hitl_id: int):
+    hitl = selectors.get_hitl_for_user(request.user, hitl_id)
+    selectors.require_edit(request.user, hitl.organization_id)
+    action = request.POST.get("action", "")
+    form = {
+        "reason": request.POST.get("reason", ""),
+        "comment": request.POST.get("comment", ""),
+        "amended_payload": request.POST.get("amended_payload"),
+        "action": action,
+    }
+    if action not in ("approve", "reject"):
+        return _panel(request, hitl, status=422, errors={"action": ["Choose approve or reject."]}, form=form)
+    approve = action == "approve"
+    amended = None
+    if approve:
+        amended, error = _parse_amendment(hitl, form["amended_payload"])
+        if error:
+            return _panel(request, hitl, status=422, errors={"amended_payload": [error]}, form=form)
+    try:
+        decided = services.hitl_decide(
+            hitl=hitl.pk,
+            organization_id=hitl.organization_id,
+            actor=services.Actor.for_user(request.user, face=Face.DASHBOARD),
+            approve=approve,
+            reason=form["reason"],
+            comment=form["comment"],
+            amended_payload=amended,
+        )
+    except services.InvalidInput as exc:
+        return _panel(request, hitl, status=422, errors=exc.errors, form=form)
+    except services.HitlAlreadyDecided as exc:
+        exc.hitl.task = hitl.task
+        return _panel(request, exc.hitl, status=409, notice=exc.message)
+    except (services.HitlError, services.TransitionRefused, services.TaskNotFound) as exc:
+        hitl.refresh_from_db()
+        return _panel(request, hitl, status=409, notice=exc.message, form=form)
+    if not request.htmx:
+        return _redirect_back(request)
+    decided.task = hitl.task
+    return _panel(request, decided)
+
+
+def _redirect_back(request) -> HttpResponse:
+    """Plain form posts (no JavaScript) return to where they came from."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("approvals_inbox")

@@ -1,0 +1,56 @@
+"""Template context shared by the dashboard pages and the fragments pushed over websockets.
+
+A page and a pushed fragment render the same partials; these builders give both the same
+names, so a partial never depends on which of the two rendered it.
+"""
+
+from django.db.models import QuerySet
+
+from tasks_app import lifecycle, selectors
+from tasks_app.models import Organization, Task, TaskEvent
+
+DETAIL_HISTORY_LIMIT = 50
+DETAIL_ACTIVITY_LIMIT = 20
+
+
+def count_rows(counts: dict[str, int]) -> list[dict]:
+    return [{"status": status, "label": lifecycle.STATUS_LABELS[status], "count": counts[status]} for status in counts]
+
+
+def status_count_groups(organizations: list[Organization]) -> list[dict]:
+    """One status-count bar per organization (pushed events update one organization's bar)."""
+    groups = []
+    for organization in organizations:
+        qs: QuerySet[Task] = Task.objects.filter(organization=organization, deleted_at__isnull=True)
+        groups.append({"organization": organization, "counts": count_rows(selectors.status_counts(qs))})
+    return groups
+
+
+def detail_context(task: Task, *, can_edit: bool, history: bool = True) -> dict:
+    """Everything the detail panels read, loaded with a fixed number of queries."""
+    done, total = task.plan_progress
+    context = {
+        "task": task,
+        # A deleted task is shown, never edited.
+        "can_edit": can_edit and task.deleted_at is None,
+        "pending_hitl": selectors.pending_hitl(task),
+        "plan_done": done,
+        "plan_total": total,
+        "plan_percent": round(100 * done / total) if total else 0,
+        "statuses": lifecycle.STATUS_CHOICES,
+    }
+    if history:
+        context["history"] = list(selectors.task_events(task, limit=DETAIL_HISTORY_LIMIT))
+    return context
+
+
+def conflict_context(task: Task, expected_version: int) -> dict:
+    return {
+        "current_version": task.version,
+        "expected_version": expected_version,
+        "events": selectors.task_events_since(task, expected_version),
+    }
+
+
+def event_is_deletion(event: TaskEvent) -> bool:
+    return event.type == "task.deleted"

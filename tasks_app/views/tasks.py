@@ -1,0 +1,399 @@
+"""The dashboard's task pages: the list, the detail, and the inline patches.
+
+Reads go through tasks_app.selectors (scoped to the user's organizations), writes through
+tasks_app.services with a dashboard actor. An htmx request gets the fragment it swaps
+("page.html#partial"); anything else gets the full page. Patch forms carry the task version
+they were rendered at: a stale one answers 409 with a conflict panel, bad input 422 with the
+form as typed; base.html tells htmx to swap both.
+"""
+
+import json
+from datetime import UTC, date, datetime, time
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRefresh
+
+from tasks_app import lifecycle, selectors, services
+from tasks_app.models import Agent, Face, Organization, Role, Task
+from tasks_app.selectors import SORT_FIELDS, TaskFilters
+from tasks_app.services import Actor
+
+from .context import conflict_context, detail_context, status_count_groups
+
+LIST_TEMPLATE = "tasks/task_list.html"
+DETAIL_TEMPLATE = "tasks/task_detail.html"
+Q_MAX = 200
+
+# Table columns: (key, label, sort name or None). The order is the table's.
+COLUMNS = [
+    ("id", "Task", "created"),
+    ("title", "Title", "title"),
+    ("agent", "Agent", None),
+    ("status", "Status", "status"),
+    ("priority", "Priority", "priority"),
+    ("source", "Source", None),
+    ("updated", "Updated", "updated"),
+    ("duration", "Duration", "duration"),
+    ("tokens", "Tokens", None),
+]
+# Columns whose natural first click is largest/newest first.
+DESCENDING_FIRST = {"created", "updated", "priority", "duration"}
+
+
+def _wants_fragment(request: HttpRequest) -> bool:
+    # A history restore after a cache miss needs the whole page, not the fragment.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _roles_label(user) -> str:
+    roles = set(selectors.memberships_for(user).values())
+    return ", ".join(label for value, label in Role.choices if value in roles)
+
+
+def _base_context(request: HttpRequest) -> dict:
+    return {"nav": "tasks", "roles_label": _roles_label(request.user)}
+
+
+# --- List ---------------------------------------------------------------------------------
+
+
+def _parse_day(raw: str, *, end: bool) -> datetime:
+    """A date (or date-time) from a filter field, as an aware UTC datetime."""
+    raw = raw.strip()
+    if len(raw) == 10:
+        day = date.fromisoformat(raw)
+        return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
+    value = datetime.fromisoformat(raw)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def filters_from_query(params) -> tuple[TaskFilters, list[str]]:
+    """TaskFilters from the query string, plus a message for each part that was ignored."""
+    errors: list[str] = []
+    statuses = []
+    for status in params.getlist("status"):
+        if status in lifecycle.STATUS_LABELS:
+            statuses.append(status)
+        elif status:
+            errors.append(f"Unknown status {status!r} ignored; expected one of: {', '.join(lifecycle.STATUSES)}.")
+    agents = tuple(a.strip() for a in params.getlist("agent") if a.strip())
+    hitl_raw = params.get("hitl", "")
+    has_pending_hitl = {"": None, "yes": True, "no": False}.get(hitl_raw)
+    if hitl_raw not in ("", "yes", "no"):
+        errors.append(f"The HITL filter is yes or no, not {hitl_raw!r}; ignored.")
+    bounds: dict[str, datetime | None] = {"updated_after": None, "updated_before": None}
+    for name in bounds:
+        raw = params.get(name, "")
+        if not raw:
+            continue
+        try:
+            bounds[name] = _parse_day(raw, end=name == "updated_before")
+        except ValueError:
+            label = "Updated from" if name == "updated_after" else "Updated to"
+            errors.append(f"{label}: {raw!r} is not a date (YYYY-MM-DD); ignored.")
+    q = params.get("q", "").strip()
+    if len(q) > Q_MAX:
+        errors.append(f"The search text was cut to {Q_MAX} characters.")
+        q = q[:Q_MAX]
+    sort = params.get("sort", "") or selectors.DEFAULT_SORT
+    if sort.lstrip("-") not in SORT_FIELDS or sort.count("-") > 1:
+        errors.append(f"Unknown sort {sort!r}; showing newest first.")
+        sort = selectors.DEFAULT_SORT
+    filters = TaskFilters(
+        statuses=tuple(dict.fromkeys(statuses)),
+        agents=agents,
+        source=params.get("source", "").strip()[:100],
+        has_pending_hitl=has_pending_hitl,
+        updated_after=bounds["updated_after"],
+        updated_before=bounds["updated_before"],
+        q=q,
+        sort=sort,
+    )
+    return filters, errors
+
+
+def _sort_headers(sort: str) -> list[dict]:
+    current = sort.lstrip("-")
+    descending = sort.startswith("-")
+    headers = []
+    for key, label, sort_name in COLUMNS:
+        header = {"key": key, "label": label, "sort": sort_name, "state": "none", "next": None}
+        if sort_name:
+            if sort_name == current:
+                header["state"] = "descending" if descending else "ascending"
+                header["next"] = sort_name if descending else f"-{sort_name}"
+            else:
+                header["next"] = f"-{sort_name}" if sort_name in DESCENDING_FIRST else sort_name
+        headers.append(header)
+    return headers
+
+
+@require_GET
+@login_required
+def task_list(request: HttpRequest) -> HttpResponse:
+    """Tasks of the user's organizations: filters, sort, keyset pages, status counts."""
+    org_ids = selectors.organization_ids_for(request.user)
+    # Read before the rows: an event committed in between is replayed by the socket, not lost.
+    last_event_id = selectors.last_event_id(org_ids)
+    filters, errors = filters_from_query(request.GET)
+    qs = selectors.filter_tasks(selectors.tasks_for_user(request.user), filters)
+    qs = qs.select_related("agent").annotate(has_pending_hitl=selectors.pending_hitl_exists())
+    after, before = request.GET.get("after") or None, request.GET.get("before") or None
+    try:
+        page = selectors.paginate_tasks(qs, sort=filters.sort, after=after, before=before)
+    except selectors.BadCursor as exc:
+        errors.append(f"{exc} Showing the first page.")
+        page = selectors.paginate_tasks(qs, sort=filters.sort)
+    memberships = selectors.memberships_for(request.user)
+    context = {
+        **_base_context(request),
+        "filters": filters,
+        "filter_errors": errors,
+        "page": page,
+        "headers": _sort_headers(filters.sort),
+        "by_time": filters.sort.lstrip("-") in ("created", "updated"),
+        "editable_org_ids": {org for org, role in memberships.items() if role in selectors.EDIT_ROLES},
+        "last_event_id": last_event_id,
+        "statuses": lifecycle.STATUS_CHOICES,
+    }
+    template = LIST_TEMPLATE
+    if _wants_fragment(request):
+        template += "#task-table"
+    else:
+        organizations = list(Organization.objects.filter(pk__in=org_ids).order_by("name"))
+        context["count_groups"] = status_count_groups(organizations)
+        context["agents"] = list(
+            Agent.objects.filter(organization_id__in=org_ids).order_by("name").values_list("name", flat=True)
+        )
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+# --- Detail -------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = selectors.get_task_for_user(request.user, task_id)
+    last_event_id = selectors.last_event_id([task.organization_id], task_id=task.pk)
+    task = selectors.task_for_fragment(task.pk)
+    context = {
+        **_base_context(request),
+        **detail_context(task, can_edit=selectors.can_edit(request.user, task.organization_id)),
+        "sub_tasks": selectors.sub_tasks(task),
+        "activity": selectors.recent_activity(task),
+        "last_event_id": last_event_id,
+    }
+    template = DETAIL_TEMPLATE
+    if _wants_fragment(request):
+        template += "#task-main"
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+# --- Inline patches -----------------------------------------------------------------------
+
+
+class _Refusal(Exception):
+    """A form value the view itself refuses before calling a service."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _editable_task(request: HttpRequest, task_id: str) -> Task:
+    task = selectors.get_task_for_user(request.user, task_id)
+    selectors.require_edit(request.user, task.organization_id)
+    return task
+
+
+def _version_from(post) -> int | None:
+    """The version the form was rendered at, or the current one when the user chose "apply mine anyway"."""
+    raw = post.get("force_version") or post.get("version")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+# The detail panel each form lives in (stop and retry sit in the status panel).
+PANEL_OF = {
+    "status": "status",
+    "stop": "status",
+    "retry": "status",
+    "priority": "priority",
+    "result": "result",
+    "metadata": "metadata",
+}
+
+
+def _patch(request: HttpRequest, task_id: str, form_key: str, apply) -> HttpResponse:
+    """Run one inline patch and answer with the panel (or list row) it came from.
+
+    `apply(task, actor, version, post)` calls the service; it raises ServiceError or
+    _Refusal for anything it will not do, and nothing is written then.
+    """
+    task = _editable_task(request, task_id)
+    post = request.POST
+    on_list = post.get("page") == "list"
+    version = _version_from(post)
+    values = {name: post.get(name, "") for name in ("status", "status_reason", "priority", "result", "metadata")}
+    values["metadata_mode"] = post.get("metadata_mode", "merge")
+    panel = PANEL_OF[form_key]
+    form = {"panel": panel, "values": values, "errors": [], "conflict": None}
+    status = 200
+    actor = Actor.for_user(request.user, face=Face.DASHBOARD)
+    if version is None:
+        form["errors"].append("The form lost its version; reload the page and try again.")
+        status = 422
+    else:
+        try:
+            apply(task, actor, version, post)
+        except services.VersionConflict as exc:
+            form["conflict"] = conflict_context(exc.task, version)
+            status = 409
+        except services.InvalidInput as exc:
+            form["errors"] = [f"{_field_label(name)}: {' '.join(msgs)}" for name, msgs in exc.errors.items()]
+            status = 422
+        except services.TaskNotFound:
+            # Deleted meanwhile: reloading shows the 404 page.
+            return HttpResponseClientRefresh()
+        except (services.ServiceError, _Refusal) as exc:
+            form["errors"].append(exc.message)
+            status = 422
+    fresh = selectors.task_for_fragment(task.pk)
+    can_edit = True  # _editable_task checked it
+    if on_list:
+        context = {
+            "task": fresh,
+            "form": form if status != 200 else None,
+            "editable_org_ids": {fresh.organization_id},
+            "oob": None,
+        }
+        if status == 200:
+            organizations = [fresh.organization]
+            context["count_groups"] = status_count_groups(organizations)
+        response = render(request, LIST_TEMPLATE + "#row-patch-response", context, status=status)
+    else:
+        context = {
+            **detail_context(fresh, can_edit=can_edit, history=status == 200),
+            f"{form_key}_form": form if status != 200 else None,
+            "saved": status == 200,
+            "panel": panel,
+        }
+        response = render(request, DETAIL_TEMPLATE + "#patch-response", context, status=status)
+    return response
+
+
+FIELD_LABELS = {"status_reason": "Reason", "result": "Result", "metadata": "Metadata", "priority": "Priority"}
+
+
+def _field_label(name: str) -> str:
+    return FIELD_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+@require_POST
+@login_required
+def task_set_status(request: HttpRequest, task_id: str) -> HttpResponse:
+    def apply(task, actor, version, post):
+        target = post.get("status", "")
+        if not target:
+            raise _Refusal("Choose a status.")
+        reason = post.get("status_reason", "").strip()
+        services.task_update(
+            task=task,
+            actor=actor,
+            organization_id=task.organization_id,
+            expected_version=version,
+            status=target,
+            status_reason=reason or None,
+        )
+
+    return _patch(request, task_id, "status", apply)
+
+
+@require_POST
+@login_required
+def task_set_priority(request: HttpRequest, task_id: str) -> HttpResponse:
+    def apply(task, actor, version, post):
+        raw = post.get("priority", "").strip()
+        try:
+            priority = int(raw)
+        except ValueError:
+            raise _Refusal(f"Priority: {raw!r} is not a whole number from 0 to 100.")
+        services.task_update(
+            task=task, actor=actor, organization_id=task.organization_id, expected_version=version, priority=priority
+        )
+
+    return _patch(request, task_id, "priority", apply)
+
+
+@require_POST
+@login_required
+def task_set_result(request: HttpRequest, task_id: str) -> HttpResponse:
+    def apply(task, actor, version, post):
+        # Browsers send textarea newlines as CRLF; store what the user sees.
+        result = post.get("result", "").replace("\r\n", "\n")
+        services.task_update(
+            task=task, actor=actor, organization_id=task.organization_id, expected_version=version, result=result
+        )
+
+    return _patch(request, task_id, "result", apply)
+
+
+@require_POST
+@login_required
+def task_set_metadata(request: HttpRequest, task_id: str) -> HttpResponse:
+    def apply(task, actor, version, post):
+        mode = post.get("metadata_mode", "merge")
+        if mode not in ("merge", "replace"):
+            raise _Refusal(f"Unknown metadata mode {mode!r}; choose merge or replace.")
+        raw = post.get("metadata", "")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise _Refusal(f"Metadata is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+        if not isinstance(value, dict):
+            raise _Refusal("Metadata must be a JSON object ({…}), not a list, string or number.")
+        services.task_update(
+            task=task,
+            actor=actor,
+            organization_id=task.organization_id,
+            expected_version=version,
+            metadata=value,
+            metadata_replace=mode == "replace",
+        )
+
+    return _patch(request, task_id, "metadata", apply)
+
+
+@require_POST
+@login_required
+def task_stop(request: HttpRequest, task_id: str) -> HttpResponse:
+    def apply(task, actor, version, post):
+        services.task_stop(
+            task=task,
+            actor=actor,
+            organization_id=task.organization_id,
+            expected_version=version,
+            reason=post.get("status_reason", "").strip(),
+        )
+
+    return _patch(request, task_id, "stop", apply)
+
+
+@require_POST
+@login_required
+def task_retry(request: HttpRequest, task_id: str) -> HttpResponse:
+    def apply(task, actor, version, post):
+        services.task_retry(task=task, actor=actor, organization_id=task.organization_id, expected_version=version)
+
+    return _patch(request, task_id, "retry", apply)

@@ -1,0 +1,173 @@
+"""Server-sent events: the replay loop itself, and a real daphne stream with Last-Event-ID."""
+
+import json
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+
+from tasks_app.api.sse import event_stream, format_jsonrpc, format_native
+from tasks_app.models import Organization, TaskEvent
+from tasks_app.services import Actor, api_token_create, task_create, task_update
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _make_events(org: Organization, prefix: str, count: int) -> list[int]:
+    actor = Actor.system("test")
+    task, _ = task_create(organization=org, actor=actor, id=f"{prefix}-task", title=prefix)
+    for priority in range(count - 1):
+        task_update(task=task, actor=actor, priority=priority)
+    return list(TaskEvent.objects.filter(task=task).order_by("id").values_list("id", flat=True))
+
+
+async def _take(stream, count: int) -> list:
+    return [await anext(stream) for _ in range(count)]
+
+
+# --- The loop, called directly ------------------------------------------------------------
+
+
+async def test_the_stream_replays_exactly_what_came_after(acme, globex):
+    ids = await sync_to_async(_make_events)(acme, "a", 5)
+    await sync_to_async(_make_events)(globex, "g", 3)
+    stream = event_stream(acme.pk, ids[1], heartbeat=60, poll=0.05)
+    try:
+        replayed = await _take(stream, 3)
+        assert [e.pk for e in replayed] == ids[2:]
+        assert {e.organization_id for e in replayed} == {acme.pk}
+        # A new event arrives on the open stream.
+        more = await sync_to_async(_make_events)(acme, "b", 1)
+        assert (await anext(stream)).pk == more[0]
+    finally:
+        await stream.aclose()
+
+
+async def test_the_stream_sends_heartbeats_when_idle(acme):
+    ids = await sync_to_async(_make_events)(acme, "a", 1)
+    stream = event_stream(acme.pk, ids[-1], heartbeat=0.1, poll=0.02)
+    try:
+        assert await anext(stream) is None
+        assert await anext(stream) is None
+    finally:
+        await stream.aclose()
+
+
+async def test_the_stream_can_follow_one_task(acme):
+    first = await sync_to_async(_make_events)(acme, "a", 2)
+    second = await sync_to_async(_make_events)(acme, "b", 2)
+    stream = event_stream(acme.pk, 0, task_id="b-task", heartbeat=60, poll=0.05)
+    try:
+        assert [e.pk for e in await _take(stream, 2)] == second
+    finally:
+        await stream.aclose()
+    assert not set(first) & set(second)
+
+
+async def test_native_and_jsonrpc_frames(acme):
+    ids = await sync_to_async(_make_events)(acme, "a", 2)
+    stream = event_stream(acme.pk, ids[0], heartbeat=60, poll=0.05)
+    try:
+        event = await anext(stream)
+    finally:
+        await stream.aclose()
+    native = format_native(event)
+    lines = native.split("\n")
+    assert lines[0] == f"id: {event.pk}" and lines[1] == "event: task.updated" and native.endswith("\n\n")
+    data = json.loads(lines[2].removeprefix("data: "))
+    assert data["changes"] == ["priority"] and data["task_id"] == "a-task"
+    seed_shape = json.loads(format_jsonrpc(event).split("\n")[2].removeprefix("data: "))
+    assert seed_shape["metadata"] == {"updatedBy": "test", "changes": ["priority"]}
+    assert seed_shape["payload"]["id"] == "a-task"
+
+
+# --- A real server ------------------------------------------------------------------------
+
+
+def _read_events(lines, count: int) -> list[dict]:
+    """Read `count` SSE messages (skipping comments) from a line iterator; returns [{id, event, data}]."""
+    messages, current = [], {}
+    for line in lines:
+        if line.startswith(":"):
+            continue
+        if line == "":
+            if current:
+                messages.append(current)
+                current = {}
+                if len(messages) == count:
+                    return messages
+            continue
+        name, _, value = line.partition(": ")
+        current[name] = value
+    return messages
+
+
+def _read_until_ping(lines) -> list[str]:
+    """Lines up to the first heartbeat after the opening comment."""
+    seen = []
+    for line in lines:
+        if line == ": ping":
+            return seen
+        seen.append(line)
+    return seen
+
+
+def test_a_client_that_reconnects_with_last_event_id_gets_exactly_what_it_missed(daphne_server, acme, globex):
+    _, raw = api_token_create(organization=acme, name="watcher")
+    headers = {"Authorization": f"Bearer {raw}"}
+    actor = Actor.system("test")
+    task, _ = task_create(organization=acme, actor=actor, id="live-1", title="live")
+    timeout = httpx.Timeout(10.0)
+    url = f"{daphne_server}/api/v1/events"
+
+    with httpx.Client(timeout=timeout) as http:
+        with http.stream("GET", url, headers=headers, params={"heartbeat": 1}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            http.patch(f"{daphne_server}/api/v1/tasks/live-1", json={"priority": 11}, headers=headers)
+            http.patch(f"{daphne_server}/api/v1/tasks/live-1", json={"priority": 12}, headers=headers)
+            received = _read_events(stream.iter_lines(), 1)
+        # Disconnected after one event: one more was sent, and two happen while away.
+        task_update(task="live-1", actor=actor, priority=13)
+        task_update(task="live-1", actor=actor, title="renamed")
+        last_seen = int(received[0]["id"])
+        missed = list(TaskEvent.objects.filter(task=task, id__gt=last_seen).values_list("id", flat=True))
+        assert len(missed) == 3
+
+        resume = {**headers, "Last-Event-ID": str(last_seen)}
+        with http.stream("GET", url, headers=resume, params={"heartbeat": 1}) as stream:
+            lines = stream.iter_lines()
+            replayed = _read_events(lines, 3)
+            # Nothing beyond the missed events: the next thing on the wire is a heartbeat.
+            assert [line for line in _read_until_ping(lines) if line.startswith("id:")] == []
+        assert [int(m["id"]) for m in replayed] == missed
+        assert [json.loads(m["data"])["id"] for m in replayed] == missed
+        assert received[0]["event"] == "task.updated"
+        assert json.loads(received[0]["data"])["actor"] == "token:watcher"
+
+        # The same replay in seed 002's event shape.
+        with http.stream("GET", url, headers=resume, params={"heartbeat": 1, "format": "jsonrpc"}) as stream:
+            first = _read_events(stream.iter_lines(), 1)[0]
+        assert int(first["id"]) == missed[0]
+        assert json.loads(first["data"])["metadata"] == {"updatedBy": "token:watcher", "changes": ["priority"]}
+
+        # The server still serves after the client went away mid-stream.
+        assert http.get(f"{daphne_server}/api/v1/tasks/live-1", headers=headers).json()["title"] == "renamed"
+
+
+def test_sse_refuses_missing_tokens_and_other_organizations_tasks(daphne_server, acme, globex):
+    _, acme_raw = api_token_create(organization=acme, name="acme")
+    _, globex_raw = api_token_create(organization=globex, name="globex")
+    task_create(organization=acme, actor=Actor.system(), id="secret", title="acme only")
+    url = f"{daphne_server}/api/v1/events"
+    with httpx.Client(timeout=10.0) as http:
+        assert http.get(url).status_code == 401
+        assert http.get(url, headers={"x-api-key": "td_nope"}).status_code == 401
+        other = http.get(url, params={"task_id": "secret"}, headers={"Authorization": f"Bearer {globex_raw}"})
+        assert other.status_code == 404
+        bad = http.get(url, headers={"Authorization": f"Bearer {acme_raw}", "Last-Event-ID": "yesterday"})
+        assert bad.status_code == 422
+        # Replaying globex's whole log shows none of acme's events.
+        resume = {"Authorization": f"Bearer {globex_raw}", "Last-Event-ID": "0"}
+        with http.stream("GET", url, headers=resume, params={"heartbeat": 1}) as stream:
+            assert [line for line in _read_until_ping(stream.iter_lines()) if line.startswith("id:")] == []

@@ -1,0 +1,133 @@
+"""render_event_html: the out-of-band fragments pushed to list and detail pages."""
+
+import re
+
+import pytest
+
+from tasks_app import services
+from tasks_app.live_fragments import render_event_html
+from tasks_app.models import EventType, TaskEvent
+
+
+def top_level_ids(html: str) -> list[str]:
+    """Ids of the elements that carry hx-swap-oob (each pushed element must have one)."""
+    return re.findall(r'<[a-z]+ id="([^"]+)"[^>]*hx-swap-oob=', html)
+
+
+@pytest.fixture
+def task(acme, agent, system_actor):
+    return services.task_create(organization=acme, actor=system_actor, id="lf-1", title="Live one", agent=agent)[0]
+
+
+def last_event(task) -> TaskEvent:
+    return TaskEvent.objects.filter(task=task).order_by("-id").first()
+
+
+def test_created_event_on_the_list_adds_a_row_at_the_top(task):
+    event = last_event(task)
+    assert event.type == EventType.CREATED
+    html = render_event_html(event, page="list", can_edit=True)
+    assert html.lstrip().startswith(f'<tbody id="task-new-{event.pk}" hx-swap-oob="afterbegin:#task-rows">')
+    assert '<tr id="task-lf-1"' in html and 'data-created="1"' in html
+    assert f'id="status-counts-{task.organization_id}"' in html
+    assert f'<meta id="last-event-id" data-event-id="{event.pk}" hx-swap-oob="true">' in html
+    assert 'data-status="pending"' in html and 'data-agent="support-bot"' in html
+
+
+def test_updated_event_on_the_list_replaces_the_row(task, system_actor):
+    services.task_update(task=task, actor=system_actor, status="executing")
+    event = last_event(task)
+    html = render_event_html(event, page="list", can_edit=True)
+    assert html.lstrip().startswith('<tr id="task-lf-1"')
+    assert "data-created" not in html
+    ids = top_level_ids(html)
+    assert ids[0] == "task-lf-1" and f"status-counts-{task.organization_id}" in ids and "last-event-id" in ids
+    assert "badge-executing" in html and 'title="1 executing"' in html
+
+
+def test_can_edit_controls_the_edit_forms(task, system_actor):
+    event = last_event(task)
+    assert "/tasks/lf-1/status/" in render_event_html(event, page="list", can_edit=True)
+    assert "/tasks/lf-1/status/" not in render_event_html(event, page="list", can_edit=False)
+    detail_editable = render_event_html(event, page="detail", can_edit=True)
+    detail_readonly = render_event_html(event, page="detail", can_edit=False)
+    assert "/tasks/lf-1/result/" in detail_editable and "/tasks/lf-1/result/" not in detail_readonly
+    assert "csrfmiddlewaretoken" not in detail_editable  # the token comes from <body hx-headers>
+
+
+def test_detail_fragment_has_every_panel_and_the_history_entry(task, alice):
+    services.task_update(task=task, actor=services.Actor.for_user(alice), priority=90, result="done")
+    event = last_event(task)
+    html = render_event_html(event, page="detail", can_edit=True)
+    ids = top_level_ids(html)
+    for panel in (
+        "task-header",
+        "panel-status",
+        "panel-result",
+        "panel-metadata",
+        "panel-params",
+        "panel-priority",
+        "panel-tokens",
+        "panel-plan",
+        f"history-new-{event.pk}",
+        "last-event-id",
+    ):
+        assert panel in ids, panel
+    assert 'hx-swap-oob="afterbegin:#history-list"' in html
+    assert f'<li id="event-{event.pk}"' in html and "<b>alice</b>" in html and "<ins>90</ins>" in html
+    assert "activity-append" not in html
+    # A reviewer typing in the decision panel is not interrupted by unrelated changes...
+    assert "panel-hitl" not in ids
+
+
+def test_detail_fragment_renders_the_decision_panel_when_the_pause_changes(task, system_actor):
+    services.task_update(task=task, actor=system_actor, status="executing")
+    services.hitl_request(task=task, actor=system_actor, question="Refund <b>now</b>?")
+    html = render_event_html(last_event(task), page="detail", can_edit=True)
+    assert "panel-hitl" in top_level_ids(html)
+    assert "Refund &lt;b&gt;now&lt;/b&gt;?" in html and 'id="hitl-badge"' in html
+
+
+def test_activity_event_appends_entries(task, system_actor):
+    services.append_activity(
+        task=task, actor=system_actor, entries=[{"kind": "message", "content": "hello"}, {"kind": "reasoning"}]
+    )
+    event = last_event(task)
+    html = render_event_html(event, page="detail", can_edit=False)
+    assert f'<div id="activity-append-{event.pk}" hx-swap-oob="beforeend:#activity-entries">' in html
+    assert html.count('id="activity-') == 3 and "hello" in html  # the wrapper and two entries
+
+
+def test_deleted_task_row_is_marked(task, system_actor):
+    services.task_delete(task=task, actor=system_actor)
+    event = last_event(task)
+    html = render_event_html(event, page="list", can_edit=True)
+    assert "is-deleted" in html and "/tasks/lf-1/status/" not in html
+    detail = render_event_html(event, page="detail", can_edit=True)
+    assert "deleted" in detail and "/tasks/lf-1/result/" not in detail
+
+
+def test_the_render_is_the_same_partial_as_the_page(client, alice, task):
+    client.force_login(alice)
+    page = client.get("/tasks/").content.decode()
+    pushed = render_event_html(last_event(task), page="list", can_edit=True)
+    row_in_page = page[page.index('<tr id="task-lf-1"') : page.index("</tr>", page.index('<tr id="task-lf-1"'))]
+    row_pushed = pushed[pushed.index('<tr id="task-lf-1"') : pushed.index("</tr>", pushed.index('<tr id="task-lf-1"'))]
+    # Only the created marker differs.
+    assert row_pushed.replace(' data-created="1"', "") == row_in_page
+
+
+def test_unknown_page_is_refused(task):
+    with pytest.raises(ValueError):
+        render_event_html(last_event(task), page="inbox", can_edit=True)
+
+
+def test_render_makes_a_fixed_number_of_queries(acme, system_actor, django_assert_max_num_queries):
+    task, _ = services.task_create(organization=acme, actor=system_actor, id="q-1")
+    for i in range(30):
+        services.task_update(task=task, actor=system_actor, priority=i)
+    event = last_event(task)
+    with django_assert_max_num_queries(3):
+        render_event_html(event, page="list", can_edit=True)
+    with django_assert_max_num_queries(3):
+        render_event_html(event, page="detail", can_edit=True)
