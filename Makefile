@@ -37,8 +37,11 @@ run: seed
 	@echo ""
 	TASKDESK_SIMULATE=$(SIM_RATE) $(BIN)/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application
 
+# Two pytest runs: Playwright's sync API keeps an event loop in the main thread, which clashes
+# with the pytest-asyncio tests when both share one process.
 test: $(VENV)/.installed $(VENV)/.clients
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/browser
+	$(BIN)/python -m pytest tests/browser
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
