@@ -135,9 +135,9 @@ class TaskFilters:
         if self.updated_before and task.updated_at > self.updated_before:
             return False
         if self.q:
-            needle = self.q.lower()
-            haystack = (task.pk.lower(), task.title.lower(), task.input_text.lower())
-            if not any(needle in text for text in haystack):
+            needle = self.q.strip()
+            in_text = needle.lower() in task.title.lower() or needle.lower() in task.input_text.lower()
+            if not (task.pk.startswith(needle) or in_text):
                 return False
         return True
 
@@ -172,7 +172,8 @@ def filter_tasks(qs: QuerySet[Task], filters: TaskFilters) -> QuerySet[Task]:
         qs = qs.filter(updated_at__lte=filters.updated_before)
     if filters.q:
         q = filters.q.strip()
-        qs = qs.filter(Q(pk=q) | Q(title__icontains=q) | Q(input_text__icontains=q))
+        # Ids are pasted whole or in part from logs: match their start; titles and input anywhere.
+        qs = qs.filter(Q(pk__startswith=q) | Q(title__icontains=q) | Q(input_text__icontains=q))
     return qs
 
 

@@ -55,6 +55,13 @@ def test_filters_and_counts(many, acme, system_actor):
     assert [t.pk for t in qs] == ["t-001"]
     assert [t.pk for t in selectors.filter_tasks(many, TaskFilters(has_pending_hitl=True))] == ["t-001"]
     assert selectors.filter_tasks(many, TaskFilters(q="task 22")).count() == 1
+    # An id matches by its start (pasted from a log), not in the middle.
+    assert sorted(selectors.filter_tasks(many, TaskFilters(q="t-02")).values_list("pk", flat=True)) == [
+        "t-020",
+        "t-021",
+        "t-022",
+    ]
+    assert selectors.filter_tasks(many, TaskFilters(q="-02")).count() == 0
     counts = selectors.status_counts(many)
     assert counts["paused"] == 1 and counts["pending"] == 22 and set(counts) >= {"completed", "timed_out"}
     task = Task.objects.get(pk="t-001")
