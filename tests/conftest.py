@@ -26,6 +26,17 @@ def pytest_report_header(config):
     ]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Each test gets its own channel layer: a layer holds asyncio locks bound to the event loop
+    of the test that first used it, and pytest-asyncio gives every test a new loop."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def acme(db):
     return Organization.objects.create(slug="acme", name="Acme")

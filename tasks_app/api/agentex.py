@@ -348,7 +348,7 @@ def _rpc_create(token: ApiToken, agent: Agent | str, params: dict[str, Any]) -> 
                     name=name, params=task_params or {}, metadata=metadata or {},
                 )  # fmt: skip
             return task
-        except IntegrityError:
+        except (IntegrityError, services.NameTaken):
             continue  # the same name was created concurrently: read it back
     raise FaceError(409, f"Task name {name!r} is taken.")
 
