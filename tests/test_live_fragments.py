@@ -45,6 +45,17 @@ def test_updated_event_on_the_list_replaces_the_row(task, system_actor):
     assert "badge-executing" in html and 'title="1 executing"' in html
 
 
+def test_counts_are_recounted_only_when_an_event_can_change_them(task, system_actor, django_assert_num_queries):
+    services.task_update(task=task, actor=system_actor, priority=77)
+    html = render_event_html(last_event(task), page="list", can_edit=True)
+    assert '<tr id="task-lf-1"' in html and "status-counts" not in html
+    services.append_activity(task=task, actor=system_actor, entries=[{"content": "step"}])
+    event = last_event(task)
+    with django_assert_num_queries(1):  # the task only; no row, no counts
+        html = render_event_html(event, page="list", can_edit=True)
+    assert top_level_ids(html) == ["last-event-id"]
+
+
 def test_can_edit_controls_the_edit_forms(task, system_actor):
     event = last_event(task)
     assert "/tasks/lf-1/status/" in render_event_html(event, page="list", can_edit=True)
