@@ -28,14 +28,21 @@ migrate: $(VENV)/.installed
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 
+# daphne and the agent simulator side by side; the simulator drives the server through its agent
+# APIs (xpander, Agentex, JSON-RPC, native REST), so changes reach open browsers even with the
+# embedded in-memory channel layer. Ctrl-C (or either process ending) stops both; the simulator
+# revokes the API tokens it created.
 run: seed
 	@echo ""
 	@echo "  Taskdesk:  http://$(HOST):$(PORT)/   (admin: http://$(HOST):$(PORT)/admin/)"
 	@echo "  Logins (password 'taskdesk'): alice (operator, acme), bob (viewer, acme),"
 	@echo "                                charlie (operator, globex), admin (superuser)"
-	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s."
+	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s. Ctrl-C stops both."
 	@echo ""
-	TASKDESK_SIMULATE=$(SIM_RATE) $(BIN)/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application
+	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait' INT TERM EXIT; \
+	$(BIN)/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
+	$(BIN)/python manage.py simulate_agents --url http://$(HOST):$(PORT) --rate $(SIM_RATE) & simulator=$$!; \
+	wait $$server
 
 # Two pytest runs: Playwright's sync API keeps an event loop in the main thread, which clashes
 # with the pytest-asyncio tests when both share one process.

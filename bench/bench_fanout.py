@@ -89,7 +89,6 @@ def start_daphne(render_log: Path, server_log: Path) -> tuple[subprocess.Popen, 
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
     }
-    env.pop("TASKDESK_SIMULATE", None)
     script = Path(__file__).resolve().parent / "_daphne_counting.py"
     with open(server_log, "wb") as log:
         proc = subprocess.Popen(

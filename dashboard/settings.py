@@ -138,7 +138,8 @@ if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
     }
     _db["TEST"] = {"NAME": TEST_DATABASE_NAME or "test_taskdesk"}
 else:
-    _path = urlparse(DATABASE_URL).path.lstrip("/") if DATABASE_URL else ""
+    # sqlite:///relative.sqlite3 or sqlite:////absolute/path.sqlite3 (dj-database-url's reading).
+    _path = dj_database_url.parse(DATABASE_URL)["NAME"] if DATABASE_URL else ""
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": _path or BASE_DIR / "taskdesk.sqlite3",

@@ -119,7 +119,6 @@ def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory):
         "TEST_DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("TASKDESK_SIMULATE", None)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],

@@ -1,12 +1,10 @@
-"""Management commands: seed_demo, create_api_token, simulate_agents (and the in-server simulator)."""
+"""Management commands: seed_demo, create_api_token, simulate_agents (its options; the run is in test_simulation)."""
 
-import asyncio
 import hashlib
-import threading
+import socket
 from io import StringIO
 
 import pytest
-from channels.layers import get_channel_layer
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
@@ -21,7 +19,6 @@ from tasks_app.models import (
     TaskEvent,
     hash_token,
 )
-from tasks_app.simulation import AgentSimulator
 
 
 def seed(**options) -> str:
@@ -125,55 +122,46 @@ def test_create_api_token_names_an_unknown_org(db):
     assert not ApiToken.objects.exists()
 
 
-def test_simulate_agents_moves_tasks_through_the_services(db):
-    seed(tasks=40)
-    before = {pk: (status, version) for pk, status, version in Task.objects.values_list("pk", "status", "version")}
-    out = StringIO()
-    call_command("simulate_agents", rate=100, duration=1.0, seed=7, stdout=out, stderr=StringIO())
-    assert "Simulator stopped after" in out.getvalue()
-    events = TaskEvent.objects.filter(actor_label="simulator")
-    assert events.count() >= 10
-    assert set(events.values_list("face", flat=True)) == {"system"}
-    assert {"task.updated", "task.activity"} <= set(events.values_list("type", flat=True))
-    changed = [
-        pk
-        for pk, status, version in Task.objects.values_list("pk", "status", "version")
-        if before.get(pk) != (status, version)
-    ]
-    assert changed
-    # Every simulated change left its version and event in step.
-    for task in Task.objects.filter(pk__in=changed):
-        assert TaskEvent.objects.filter(task=task).order_by("-id").first().task_version == task.version
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_simulate_agents_refuses_an_unknown_org(db):
     with pytest.raises(CommandError):
         call_command("simulate_agents", org=["nope"], duration=0.1, stdout=StringIO(), stderr=StringIO())
+    assert not ApiToken.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_in_server_simulator_publishes_on_the_servers_loop():
-    """What dashboard/asgi.py starts: steps run on the server's loop, so its channel layer gets the events."""
-    seed(tasks=30)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    layer = get_channel_layer()
-    acme = Organization.objects.get(slug="acme")
+def test_simulate_agents_needs_organizations(db):
+    with pytest.raises(CommandError, match="seed_demo"):
+        call_command("simulate_agents", duration=0.1, stdout=StringIO(), stderr=StringIO())
 
-    def on_loop(coro):
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)
 
-    channel = on_loop(layer.new_channel())
-    on_loop(layer.group_add(f"org.{acme.pk}", channel))
-    try:
-        stop = threading.Event()
-        steps = AgentSimulator(organizations=["acme"], seed=3).run(50, stop, duration=0.6, loop=loop)
-        assert steps >= 5
-        message = on_loop(asyncio.wait_for(layer.receive(channel), timeout=5))
-        assert message["organization_id"] == acme.pk
-        assert TaskEvent.objects.filter(pk=message["event_id"], actor_label="simulator").exists()
-    finally:
-        on_loop(layer.group_discard(f"org.{acme.pk}", channel))
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
+@pytest.mark.parametrize("token", ["acme", "=td_x", "acme="])
+def test_simulate_agents_refuses_a_malformed_token_option(db, token):
+    with pytest.raises(CommandError, match="ORG=TOKEN"):
+        call_command("simulate_agents", tokens=[token], duration=0.1, stdout=StringIO(), stderr=StringIO())
+
+
+def test_simulate_agents_gives_up_on_a_silent_server_and_revokes_its_tokens(db):
+    seed(tasks=0)
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    with pytest.raises(CommandError, match="No answer from"):
+        call_command("simulate_agents", url=url, wait=0.5, duration=1, stdout=StringIO(), stderr=StringIO())
+    tokens = ApiToken.objects.all()
+    assert sorted(tokens.values_list("organization__slug", "name")) == sorted(
+        (org, f"simulator-{face}") for org in ("acme", "globex") for face in ("xpander", "agentex", "jsonrpc", "api")
+    )
+    assert not tokens.filter(revoked_at__isnull=True).exists()
+
+
+def test_simulate_agents_with_given_tokens_creates_none(db):
+    seed(tasks=0)
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(CommandError, match="No answer from"):
+        call_command(
+            "simulate_agents", url=url, tokens=["acme=td_remote"], wait=0.3, stdout=StringIO(), stderr=StringIO()
+        )
+    assert not ApiToken.objects.exists()

@@ -11,7 +11,7 @@ from django.conf import settings
 PROBE = (
     "import django, json; django.setup(); from django.conf import settings as s; "
     "db = s.DATABASES['default']; layer = s.CHANNEL_LAYERS['default']; "
-    "print(json.dumps({'engine': db['ENGINE'], 'options': db.get('OPTIONS', {}), 'layer': layer['BACKEND'], "
+    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'options': db.get('OPTIONS', {}), 'layer': layer['BACKEND'], "
     "'config': layer.get('CONFIG', {}), 'cache': s.CACHES['default']['BACKEND'], 'debug': s.DEBUG}, default=str))"
 )
 CONFIG_VARS = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "DB_POOL_MAX", "DB_POOL_MIN", "ALLOWED_HOSTS")
@@ -84,3 +84,12 @@ def test_redis_url_gives_the_redis_layer_without_socket_timeout():
 def test_production_values_load():
     config = loaded(DEBUG="off", SECRET_KEY="x" * 50, ALLOWED_HOSTS="taskdesk.example")
     assert config["debug"] is False
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [("sqlite:////tmp/taskdesk-abs.sqlite3", "/tmp/taskdesk-abs.sqlite3"), ("sqlite:///rel.sqlite3", "rel.sqlite3")],
+)
+def test_a_sqlite_database_url_keeps_its_path(url, name):
+    probe = loaded(DATABASE_URL=url)
+    assert probe["engine"].endswith("sqlite3") and probe["name"] == name
