@@ -11,7 +11,8 @@ from django.conf import settings
 PROBE = (
     "import django, json; django.setup(); from django.conf import settings as s; "
     "db = s.DATABASES['default']; layer = s.CHANNEL_LAYERS['default']; "
-    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'options': db.get('OPTIONS', {}), 'layer': layer['BACKEND'], "
+    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'options': db.get('OPTIONS', {}), "
+    "'layer': layer['BACKEND'], "
     "'config': layer.get('CONFIG', {}), 'cache': s.CACHES['default']['BACKEND'], 'debug': s.DEBUG}, default=str))"
 )
 CONFIG_VARS = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "DB_POOL_MAX", "DB_POOL_MIN", "ALLOWED_HOSTS")
