@@ -331,6 +331,10 @@ def test_nav_badge_counts_the_users_orgs_in_one_query(rf, alice, acme, globex, s
     _paused(globex, system_actor, "g-b")
     request = rf.get("/")
     request.user = alice
+    # Every page's context already read the memberships (top bar roles); the badge adds one query.
+    from tasks_app import selectors
+
+    selectors.memberships_for(alice)
     with CaptureQueriesContext(connection) as ctx:
         html = render_to_string("approvals/nav_badge.html", request=request)
     assert len(ctx) == 1
@@ -395,3 +399,10 @@ def test_pending_selectors_are_org_scoped(alice, charlie, hitl, acme, globex, sy
     assert selectors.pending_hitl_count([acme.pk, globex.pk]) == 2
     services.task_delete(task="t-1", actor=system_actor)
     assert selectors.pending_hitl_count([acme.pk]) == 0
+
+
+def test_the_inbox_top_bar_names_the_role(client, bob):
+    client.force_login(bob)
+    response = client.get("/approvals/")
+    assert response.status_code == 200
+    assert "· Viewer</span>" in response.content.decode()

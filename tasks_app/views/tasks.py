@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
 from tasks_app import lifecycle, selectors, services
-from tasks_app.models import Agent, Face, Organization, Role, Task
+from tasks_app.models import Agent, Face, Organization, Task
 from tasks_app.selectors import SORT_FIELDS, TaskFilters
 from tasks_app.services import Actor
 
@@ -49,13 +49,8 @@ def _wants_fragment(request: HttpRequest) -> bool:
     return bool(request.htmx) and not request.htmx.history_restore_request
 
 
-def _roles_label(user) -> str:
-    roles = set(selectors.memberships_for(user).values())
-    return ", ".join(label for value, label in Role.choices if value in roles)
-
-
 def _base_context(request: HttpRequest) -> dict:
-    return {"nav": "tasks", "roles_label": _roles_label(request.user)}
+    return {"nav": "tasks"}
 
 
 # --- List ---------------------------------------------------------------------------------
