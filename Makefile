@@ -40,7 +40,7 @@ run: seed
 	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s. Ctrl-C stops both."
 	@echo ""
 	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait' INT TERM EXIT; \
-	$(BIN)/daphne -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
+	$(BIN)/daphne -v 0 -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
 	$(BIN)/python manage.py simulate_agents --url http://$(HOST):$(PORT) --rate $(SIM_RATE) & simulator=$$!; \
 	wait $$server
 

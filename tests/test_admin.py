@@ -247,3 +247,18 @@ def test_staff_without_superuser_cannot_reach_tasks(client, django_user_model, t
     staff = django_user_model.objects.create_user("staffer", password="x", is_staff=True)
     client.force_login(staff)
     assert client.get(reverse("admin:tasks_app_task_changelist")).status_code == 403
+
+
+def test_the_changelist_counts_at_most_a_capped_number_of_rows(admin_client, acme, agent, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tasks_app.admin import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "cap", 5)
+    make_tasks(acme, agent, 12)
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client.get(reverse("admin:tasks_app_task_changelist") + "?status__exact=pending")
+    assert response.status_code == 200
+    counts = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper() and "tasks_app_task" in q["sql"]]
+    assert counts and all("LIMIT 5" in sql for sql in counts), counts
