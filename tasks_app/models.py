@@ -189,7 +189,8 @@ class Task(models.Model):
 
     @property
     def display_title(self) -> str:
-        return self.title or (self.input_text[:120] if self.input_text else self.id)
+        # Agentex tasks carry only a name; xpander ones often only their prompt.
+        return self.title or self.input_text[:120] or self.name or self.id
 
     @property
     def total_tokens(self) -> int:

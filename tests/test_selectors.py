@@ -67,3 +67,14 @@ def test_filters_and_counts(many, acme, system_actor):
     task = Task.objects.get(pk="t-001")
     assert TaskFilters(statuses=("paused",)).matches(task)
     assert not TaskFilters(statuses=("pending",)).matches(task)
+
+
+def test_display_title_falls_back_to_input_then_name_then_id(acme, system_actor):
+    task, _ = services.task_create(organization=acme, actor=system_actor, id="dt-1", name="sim-acme-1")
+    assert task.display_title == "sim-acme-1"
+    task = services.task_update(task=task, actor=system_actor, input_text="Summarise the call")
+    assert task.display_title == "Summarise the call"
+    task = services.task_update(task=task, actor=system_actor, title="Call summary")
+    assert task.display_title == "Call summary"
+    bare, _ = services.task_create(organization=acme, actor=system_actor, id="dt-2")
+    assert bare.display_title == "dt-2"
