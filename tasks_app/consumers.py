@@ -23,7 +23,9 @@ for (event, page "list"/"detail", can_edit for the event's organization): top-le
 ids and hx-swap-oob, one of them carrying the event id (data-event-id). Each fragment is rendered
 once per process (tasks_app.live), not per socket.
 
-Replay: `after` is the last event id the page was rendered with (or last received). On connect
+Replay: `after` is the last event id the page was rendered with (or last received): for the
+organization-wide pages one id per organization (`org:id,org:id`), because ids commit in order
+within an organization only; a plain id is accepted too (detail pages, one organization). On connect
 the consumer joins its groups first, then sends every event after `after` that the user may see,
 oldest first, then live ones. Channels dispatches one message at a time, so live messages wait
 in the channel during replay; any of them already replayed are dropped by a per-organization
@@ -47,13 +49,17 @@ logger = logging.getLogger(__name__)
 REPLAY_PAGE = 500
 
 
-def _after_from(scope) -> int | None:
-    """The `after` query parameter as a non-negative int; None when absent or malformed."""
+def _after_from(scope) -> int | dict[int, int] | None:
+    """The `after` query parameter: one event id, or per organization `org:id,org:id`
+    (selectors.format_replay_positions); None when absent or malformed."""
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after")
     if not values:
         return None
+    raw = values[-1]
+    if ":" in raw:
+        return selectors.parse_replay_positions(raw)
     try:
-        after = int(values[-1])
+        after = int(raw)
     except ValueError:
         return None
     return after if after >= 0 else None
@@ -88,6 +94,14 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
         await self.accept()
 
         after = _after_from(self.scope)
+        if isinstance(after, dict):
+            # Per-organization positions: each organization replays from its own; one the page
+            # did not know (a membership added since) starts from now.
+            missing = [org_id for org_id in self.editable if org_id not in after]
+            latest = await database_sync_to_async(selectors.replay_positions)(missing) if missing else {}
+            self.sent_upto = {org_id: after.get(org_id, latest.get(org_id, 0)) for org_id in self.editable}
+            await self.replay(min(self.sent_upto.values(), default=0))
+            return
         self.sent_upto = {org_id: after or 0 for org_id in self.editable}
         if after is None:
             # No position given: live events only, but never older than what exists now.

@@ -74,6 +74,37 @@ def events_after(organization_ids: list[int], after_id: int, *, task_id: str | N
     return qs.order_by("id")[:limit]
 
 
+def replay_positions(organization_ids: list[int]) -> dict[int, int]:
+    """The newest event id of each organization (0 where none): where a page's socket resumes.
+
+    Event ids commit in order within one organization only (services takes a per-organization
+    lock), so a page showing several organizations resumes each from its own position; one
+    global "after" could skip another organization's event that committed late. One indexed
+    query per organization (a GROUP BY MAX would scan every event of the organization).
+    """
+    positions = {}
+    for org_id in organization_ids:
+        newest = TaskEvent.objects.filter(organization_id=org_id).order_by("-id").values_list("id", flat=True)
+        positions[org_id] = newest.first() or 0
+    return positions
+
+
+def format_replay_positions(positions: dict[int, int]) -> str:
+    """`org:id,org:id`, the `after` a page's socket URL carries."""
+    return ",".join(f"{org_id}:{event_id}" for org_id, event_id in sorted(positions.items()))
+
+
+def parse_replay_positions(raw: str) -> dict[int, int] | None:
+    """Inverse of format_replay_positions; None when malformed."""
+    positions = {}
+    for part in raw.split(","):
+        org, sep, event = part.partition(":")
+        if not sep or not org.isdigit() or not event.isdigit():
+            return None
+        positions[int(org)] = int(event)
+    return positions
+
+
 def last_event_id(organization_ids: list[int], *, task_id: str | None = None) -> int:
     qs = TaskEvent.objects.filter(organization_id__in=organization_ids)
     if task_id is not None:

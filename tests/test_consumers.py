@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db.models import Max
 
 from tasks_app import broadcast, live, services
 from tasks_app.models import TaskEvent
@@ -205,3 +206,40 @@ async def test_the_inbox_socket_adds_and_removes_cards_and_refuses_charlie(cooki
     assert await charlie_inbox.receive_nothing(timeout=0.3)
     await inbox.disconnect()
     await charlie_inbox.disconnect()
+
+
+async def test_each_organization_resumes_from_its_own_position(acme, globex, system_actor, django_user_model):
+    """Ids commit in order within an organization only: a globex event with a higher id may be
+    seen before an acme event with a lower one commits. A page showing both resumes each
+    organization from its own position, so that acme event is still delivered."""
+
+    def setup():
+        from tasks_app.models import Membership, Role
+
+        dave = django_user_model.objects.create_user("dave", password="taskdesk")
+        for org in (acme, globex):
+            Membership.objects.create(user=dave, organization=org, role=Role.OPERATOR)
+        a, _ = services.task_create(organization=acme, actor=system_actor, title="acme one")
+        services.task_update(task=a, actor=system_actor, priority=7)  # acme's "late" event
+        g, _ = services.task_create(organization=globex, actor=system_actor, title="globex one")
+        ids = dict(
+            TaskEvent.objects.filter(task__in=[a, g])
+            .values_list("task__organization_id")
+            .order_by()
+            .annotate(newest=Max("id"))
+        )
+        created = TaskEvent.objects.filter(task=a).order_by("id").first().pk
+        return session_cookie(dave), created, ids[globex.pk]
+
+    cookie, acme_seen, globex_seen = await database_sync_to_async(setup)()
+    # The page had seen acme up to its task's creation and globex up to its newest event.
+    sock, connected = await connect(f"/ws/tasks/?after={acme.pk}:{acme_seen},{globex.pk}:{globex_seen}", cookie)
+    assert connected
+    frame = await sock.receive_from(timeout=5)
+    assert event_ids(frame) and event_ids(frame)[-1] > acme_seen and 'id="task-' in frame
+    assert await sock.receive_nothing(timeout=0.3)  # nothing of globex replayed again
+    await sock.disconnect()
+    # A single global position would have skipped it (acme's event id < globex's).
+    sock, _ = await connect(f"/ws/tasks/?after={globex_seen}", cookie)
+    assert await sock.receive_nothing(timeout=0.3)
+    await sock.disconnect()

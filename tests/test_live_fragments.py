@@ -30,7 +30,10 @@ def test_created_event_on_the_list_adds_a_row_at_the_top(task):
     assert html.lstrip().startswith(f'<tbody id="task-new-{event.pk}" hx-swap-oob="afterbegin:#task-rows">')
     assert '<tr id="task-lf-1"' in html and 'data-created="1"' in html
     assert f'id="status-counts-{task.organization_id}"' in html
-    assert f'<meta id="last-event-id" data-event-id="{event.pk}" hx-swap-oob="true">' in html
+    meta = (
+        f'<meta id="last-event-id" data-event-id="{event.pk}" data-org-id="{task.organization_id}" hx-swap-oob="true">'
+    )
+    assert meta in html
     assert 'data-status="pending"' in html and 'data-agent="support-bot"' in html
 
 

@@ -62,7 +62,7 @@ def test_the_page_carries_the_last_event_id(signed_in, acme, system_actor):
     tasks = make_tasks(acme, system_actor, 2)
     last = tasks[-1].events.order_by("-id").first().pk
     html = signed_in.get(URL).content.decode()
-    assert f'ws-connect="/ws/tasks/?after={last}"' in html
+    assert f'ws-connect="/ws/tasks/?after={acme.pk}:{last}"' in html  # one position per organization
     assert f'data-event-id="{last}"' in html
 
 

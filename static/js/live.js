@@ -6,8 +6,9 @@
  * This file:
  *  - shows the connection state: <html data-ws="open|closed|connecting"> (tests wait on it)
  *    and the #live-indicator text/state;
- *  - remembers the newest event id seen and makes every (re)connect resume from it: the
- *    extension captures the ws-connect URL once, so we rewrite `after=` in htmx.createWebSocket;
+ *  - remembers the newest event id seen, per organization (ids commit in order only within one
+ *    organization), and makes every (re)connect resume from there: the extension captures the
+ *    ws-connect URL once, so we rewrite `after=org:id,org:id` in htmx.createWebSocket;
  *  - reconnects after any unexpected close (the extension only retries 1006/1011/1012/1013;
  *    a server restart closes with 1001);
  *  - marks an edit form whose field has focus as dirty before a frame swaps, so the dirty-form
@@ -18,6 +19,7 @@
 
   var RETRY_CODES = [1006, 1011, 1012, 1013]; // the extension retries these itself
   var lastEventId = 0;
+  var positions = {}; // organization id -> newest event id seen
   var currentSocket = null;
   var ownRetries = 0;
 
@@ -38,20 +40,41 @@
     if (id > lastEventId) lastEventId = id;
   }
 
+  function notePosition(org, value) {
+    var id = parseInt(value, 10);
+    if (!(positions[org] >= id)) positions[org] = id;
+    noteEventId(id);
+  }
+
   function initialEventId() {
     var meta = document.getElementById("last-event-id");
     if (meta) noteEventId(meta.dataset.eventId);
     var live = document.querySelector("[ws-connect]");
-    if (live) {
-      var match = /[?&]after=(\d+)/.exec(live.getAttribute("ws-connect"));
-      if (match) noteEventId(match[1]);
+    if (!live) return;
+    var match = /[?&]after=([^&]*)/.exec(live.getAttribute("ws-connect"));
+    if (!match) return;
+    var after = decodeURIComponent(match[1]);
+    if (after.indexOf(":") < 0) {
+      noteEventId(after);
+      return;
     }
+    after.split(",").forEach(function (part) {
+      var pair = part.split(":");
+      if (pair.length === 2) notePosition(pair[0], pair[1]);
+    });
+  }
+
+  function afterValue() {
+    var orgs = Object.keys(positions);
+    if (!orgs.length) return lastEventId ? String(lastEventId) : "";
+    return orgs.sort().map(function (org) { return org + ":" + positions[org]; }).join(",");
   }
 
   function withAfter(url) {
-    if (!lastEventId) return url;
-    if (/[?&]after=\d*/.test(url)) return url.replace(/([?&]after=)\d*/, "$1" + lastEventId);
-    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + lastEventId;
+    var after = afterValue();
+    if (!after) return url;
+    if (/[?&]after=[^&]*/.test(url)) return url.replace(/([?&]after=)[^&]*/, "$1" + after);
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + after;
   }
 
   // Full jitter capped at 5 s (the extension's default grows to 64 s): a dashboard left open
@@ -82,11 +105,14 @@
     if (form) form.dataset.dirty = "1";
   }
 
-  // The frame's event id (data-event-id on the #last-event-id element, or any element).
+  // The frame's event id (data-event-id on the #last-event-id element, or any element), and
+  // its organization where the frame names it (data-org-id beside it).
   function noteFrameEventId(message) {
     var re = /data-event-id="(\d+)"/g;
     var match;
     while ((match = re.exec(message)) !== null) noteEventId(match[1]);
+    var withOrg = /data-event-id="(\d+)" data-org-id="(\d+)"/g;
+    while ((match = withOrg.exec(message)) !== null) notePosition(match[2], match[1]);
   }
 
   // --- websocket lifecycle -----------------------------------------------------------------
@@ -123,6 +149,7 @@
   // For the browser tests and the curious: read-only state plus a way to drop the socket.
   window.taskdeskLive = {
     lastEventId: function () { return lastEventId; },
+    after: afterValue,
     drop: function () { if (currentSocket) currentSocket.close(4000, "dropped"); },
   };
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from .. import selectors, services
 from ..models import Face
+from .context import replay_context
 
 INBOX = "approvals/inbox.html"
 PANEL = "approvals/decision_panel.html"
@@ -25,11 +26,13 @@ def inbox(request):
     # without a worker (one indexed query when nothing is due).
     services.hitl_expire_due()
     org_ids = selectors.organization_ids_for(request.user)
+    # Read before the rows: an event committed in between is replayed by the socket, not lost.
+    replay = replay_context(org_ids)
     requests = list(selectors.pending_hitl_for_user(request.user))
     context = {
         "requests": requests,
         "now": timezone.now(),
-        "last_event_id": selectors.last_event_id(org_ids),
+        **replay,
         "show_task": True,
     }
     template = INBOX + "#inbox-list" if request.htmx else INBOX

@@ -54,3 +54,13 @@ def conflict_context(task: Task, expected_version: int) -> dict:
 
 def event_is_deletion(event: TaskEvent) -> bool:
     return event.type == "task.deleted"
+
+
+def replay_context(organization_ids: list[int]) -> dict:
+    """Where an organization-wide page's socket resumes (`replay_after`, per organization) and
+    the newest event id it was rendered at (`last_event_id`). Read it before the page's rows."""
+    positions = selectors.replay_positions(organization_ids)
+    return {
+        "last_event_id": max(positions.values(), default=0),
+        "replay_after": selectors.format_replay_positions(positions),
+    }

@@ -22,7 +22,7 @@ from tasks_app.models import Agent, Face, Organization, Task
 from tasks_app.selectors import SORT_FIELDS, TaskFilters
 from tasks_app.services import Actor
 
-from .context import conflict_context, detail_context, status_count_groups
+from .context import conflict_context, detail_context, replay_context, status_count_groups
 
 LIST_TEMPLATE = "tasks/task_list.html"
 DETAIL_TEMPLATE = "tasks/task_detail.html"
@@ -133,7 +133,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
     """Tasks of the user's organizations: filters, sort, keyset pages, status counts."""
     org_ids = selectors.organization_ids_for(request.user)
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
-    last_event_id = selectors.last_event_id(org_ids)
+    replay = replay_context(org_ids)
     filters, errors = filters_from_query(request.GET)
     qs = selectors.filter_tasks(selectors.tasks_for_user(request.user), filters)
     qs = qs.select_related("agent").annotate(has_pending_hitl=selectors.pending_hitl_exists())
@@ -152,7 +152,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "headers": _sort_headers(filters.sort),
         "by_time": filters.sort.lstrip("-") in ("created", "updated"),
         "editable_org_ids": {org for org, role in memberships.items() if role in selectors.EDIT_ROLES},
-        "last_event_id": last_event_id,
+        **replay,
         "statuses": lifecycle.STATUS_CHOICES,
     }
     template = LIST_TEMPLATE
