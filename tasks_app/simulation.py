@@ -25,6 +25,7 @@ is logged and the agent lets that task go; a network error parks the agent for a
 here imports Django: the simulator is just another HTTP client of the server.
 """
 
+import abc
 import contextlib
 import logging
 import random
@@ -161,7 +162,7 @@ def _retry_after(value: Any, default: float = 5.0) -> float:
         return default
 
 
-class Agent:
+class Agent(abc.ABC):
     """One simulated agent: one face, one organization, one token, a few tasks in flight."""
 
     face = ""
@@ -191,8 +192,9 @@ class Agent:
             if self.current is not None:
                 self.forget(self.current, f"refused ({exc.status})")
 
+    @abc.abstractmethod
     def act(self) -> None:
-        raise NotImplementedError
+        """Make one change the way this kind of agent does."""
 
     def request(self, method: str, path: str, *, write: bool = True, **kwargs) -> httpx.Response:
         return self.sim.request(self, method, path, write=write, **kwargs)
@@ -392,8 +394,9 @@ class QueueMixin:
             self.queue_checked_at = now
         return self.queue_length < QUEUE_TARGET
 
+    @abc.abstractmethod
     def count_pending(self) -> int:
-        raise NotImplementedError
+        """Pending tasks in this agent's queue, read through its own face."""
 
 
 class JsonRpcWorker(QueueMixin, Agent):
