@@ -33,7 +33,7 @@ from .models import (
 # How many events the change page shows (newest first); the rest stay in the TaskEvent admin.
 HISTORY_LIMIT = 200
 
-IDENTITY_FIELDS = ("id", "organization", "agent", "parent")
+IDENTITY_FIELDS = ("public_id", "organization", "agent", "parent")
 BOOKKEEPING_FIELDS = (
     "version",
     "is_manually_stopped",
@@ -97,13 +97,13 @@ class TaskAdminForm(forms.ModelForm):
         task, created = services.task_create(
             organization=data["organization"],
             actor=self.actor,
-            id=data.get("id") or None,
+            id=data.get("public_id") or None,
             agent=data.get("agent"),
-            parent_id=data["parent"].pk if data.get("parent") else None,
+            parent_id=data["parent"].public_id if data.get("parent") else None,
             **values,
         )
         if not created:
-            raise services.IdTaken(f"A task with id {task.pk!r} already exists.")
+            raise services.IdTaken(f"A task with id {task.public_id!r} already exists.")
         self.instance = task
 
     def _update(self) -> None:
@@ -146,9 +146,9 @@ class CappedCountPaginator(Paginator):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     paginator = CappedCountPaginator
-    list_display = ("id", "title", "status", "agent", "priority", "updated_at")
+    list_display = ("public_id", "title", "status", "agent", "priority", "updated_at")
     list_filter = ("status", "agent", "organization", "source")
-    search_fields = ("=id", "title", "input_text")
+    search_fields = ("=public_id", "title", "input_text")
     show_full_result_count = False
     list_select_related = ("agent", "organization")
     list_per_page = 50
@@ -241,11 +241,11 @@ class TaskAdmin(admin.ModelAdmin):
     def _run_per_task(self, request: HttpRequest, queryset: QuerySet[Task], verb: str, call) -> None:
         actor = services.Actor.for_user(request.user, face=Face.ADMIN)
         done, failed = 0, []
-        for task_id in queryset.values_list("pk", flat=True):
+        for task in queryset.only("pk", "public_id", "organization_id"):
             try:
-                call(task=task_id, actor=actor)
+                call(task=task, actor=actor)
             except services.ServiceError as exc:
-                failed.append(f"{task_id}: {exc.message}")
+                failed.append(f"{task.public_id}: {exc.message}")
             else:
                 done += 1
         if done:

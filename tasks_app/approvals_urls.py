@@ -7,5 +7,5 @@ from .views import activity, approvals
 urlpatterns = [
     path("approvals/", approvals.inbox, name="approvals_inbox"),
     path("approvals/<int:hitl_id>/decide/", approvals.decide, name="hitl_decide"),
-    path("tasks/<str:task_id>/activity/", activity.activity_log, name="task_activity"),
+    path("tasks/<slug:org>/<str:task_id>/activity/", activity.activity_log, name="task_activity"),
 ]

@@ -12,7 +12,6 @@ Message: {"type": <event type, e.g. "task.updated">, "event_id", "task_id",
 """
 
 import asyncio
-import hashlib
 import logging
 import os
 import threading
@@ -27,8 +26,8 @@ def org_group(organization_id: int) -> str:
     return f"org.{organization_id}"
 
 
-def task_group(task_id: str) -> str:
-    return "task." + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+def task_group(task_pk: int) -> str:
+    return f"task.{int(task_pk)}"
 
 
 def message_for(event) -> dict:

@@ -41,7 +41,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
 from . import broadcast, selectors
-from .live import fragments
+from .live.cache import fragments
 from .models import TaskEvent
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close()
             return
-        task_id = self.scope["url_route"]["kwargs"].get("task_id")
-        access = await database_sync_to_async(self._access)(user, task_id)
+        kwargs = self.scope["url_route"]["kwargs"]
+        access = await database_sync_to_async(self._access)(user, kwargs.get("org"), kwargs.get("task_id"))
         if access is None:
             await self.close()
             return
@@ -105,13 +105,13 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
         self.sent_upto = {org_id: after or 0 for org_id in self.editable}
         if after is None:
             # No position given: live events only, but never older than what exists now.
-            latest = await database_sync_to_async(selectors.last_event_id)(list(self.editable), task_id=self.task_id)
+            latest = await database_sync_to_async(selectors.last_event_id)(list(self.editable), task_pk=self.task_id)
             self.sent_upto = dict.fromkeys(self.editable, latest)
             return
         await self.replay(after)
 
     @staticmethod
-    def _access(user, task_id: str | None) -> tuple[str, str | None, dict[int, bool]] | None:
+    def _access(user, org: str | None, task_id: str | None) -> tuple[str, int | None, dict[int, bool]] | None:
         """(page, task id, {organization id: can edit}) or None when the socket must be refused."""
         roles = selectors.memberships_for(user)
         if not roles:
@@ -120,7 +120,7 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
         if task_id is None:
             return "list", None, editable
         try:
-            task = selectors.get_task_for_user(user, task_id)
+            task = selectors.get_task_for_user(user, org, task_id)
         except Http404:
             return None
         return "detail", task.pk, {task.organization_id: editable[task.organization_id]}
@@ -136,7 +136,7 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             after = events[-1].pk
 
     def _replay_page(self, org_ids: list[int], after: int) -> list[TaskEvent]:
-        qs = selectors.events_after(org_ids, after, task_id=self.task_id, limit=REPLAY_PAGE)
+        qs = selectors.events_after(org_ids, after, task_pk=self.task_id, limit=REPLAY_PAGE)
         return list(qs.select_related("task", "actor_user", "actor_token"))
 
     async def send_event(self, event_id: int, organization_id: int, *, event: TaskEvent | None = None) -> None:

@@ -18,7 +18,7 @@ from .models import ActivityEntry, EventType, HitlRequest, TaskEvent
 
 
 def _hitl_for(event: TaskEvent) -> HitlRequest | None:
-    qs = HitlRequest.objects.select_related("task", "task__agent").filter(task_id=event.task_id)
+    qs = HitlRequest.objects.select_related("task", "task__agent", "task__organization").filter(task_id=event.task_id)
     hitl_id = (event.after or {}).get("hitl_id")
     if hitl_id is not None:
         return qs.filter(pk=hitl_id).first()

@@ -100,7 +100,11 @@ class Agent(models.Model):
 
 
 class Task(models.Model):
-    id = models.CharField(primary_key=True, max_length=100, default=new_task_id)
+    # Internal row id: foreign keys, socket groups and keyset tie-breaks. Never shown to agents.
+    id = models.BigAutoField(primary_key=True)
+    # The id agents, URLs and every face use. Unique within its organization only, so two
+    # organizations may hold the same id and neither can tell (selectors scope every lookup).
+    public_id = models.CharField(max_length=100, default=new_task_id)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="tasks")
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="sub_tasks")
@@ -164,6 +168,12 @@ class Task(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # varchar_pattern_ops (PostgreSQL) also serves the list search's id-prefix match.
+            models.UniqueConstraint(
+                fields=["organization", "public_id"],
+                name="task_unique_public_id",
+                opclasses=["int8_ops", "varchar_pattern_ops"],
+            ),
             models.UniqueConstraint(
                 fields=["organization", "name"], condition=Q(name__isnull=False), name="task_unique_name"
             ),
@@ -185,12 +195,19 @@ class Task(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.title or self.id
+        return self.title or self.public_id
 
     @property
     def display_title(self) -> str:
         # Agentex tasks carry only a name; xpander ones often only their prompt.
-        return self.title or self.input_text[:120] or self.name or self.id
+        return self.title or self.input_text[:120] or self.name or self.public_id
+
+    @property
+    def parent_public_id(self) -> str | None:
+        # A task rebuilt from an event snapshot carries its parent's id, not the parent row.
+        if "_parent_public_id" in self.__dict__:
+            return self.__dict__["_parent_public_id"]
+        return self.parent.public_id if self.parent_id else None
 
     @property
     def total_tokens(self) -> int:
@@ -350,6 +367,10 @@ class TaskEvent(models.Model):
     actor_label = models.CharField(max_length=200)
     face = models.CharField(max_length=16, choices=Face.choices)
     task_version = models.PositiveIntegerField()
+    # The task as it was right after this event (services.snapshots.task_snapshot), so a stream
+    # that replays or delivers the event late shows that state, never a later one. Activity
+    # events change no field of the task and carry none (snapshots.snapshot_at finds the last).
+    snapshot = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -360,4 +381,23 @@ class TaskEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} {self.task_id} v{self.task_version}"
+        return f"{self.type} #{self.task_id} v{self.task_version}"
+
+
+class TaskCount(models.Model):
+    """How many live (not deleted) tasks an organization has in each status.
+
+    Kept exact by the write path, in the same transaction as the change and under the
+    organization's event lock (services.kernel), so the status bar reads 11 rows instead of
+    counting a million.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=20, choices=lifecycle.STATUS_CHOICES)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "status"], name="task_count_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}/{self.status}: {self.count}"

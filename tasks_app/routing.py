@@ -7,5 +7,5 @@ from .consumers import HitlInboxConsumer, TaskEventsConsumer
 websocket_urlpatterns = [
     path("ws/tasks/", TaskEventsConsumer.as_asgi(), name="ws_task_list"),
     path("ws/approvals/", HitlInboxConsumer.as_asgi(), name="ws_approvals"),
-    path("ws/tasks/<str:task_id>/", TaskEventsConsumer.as_asgi(), name="ws_task_detail"),
+    path("ws/tasks/<slug:org>/<str:task_id>/", TaskEventsConsumer.as_asgi(), name="ws_task_detail"),
 ]

@@ -3,26 +3,37 @@
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from . import lifecycle
-from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Role, Task, TaskEvent
+from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Organization, Role, Task, TaskEvent
+from .services import counters
+from .services.errors import TaskNotFound
+from .services.validation import TASK_ID_RE
 
 EDIT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 
 
 def memberships_for(user) -> dict[int, str]:
-    """organization id -> role for a signed-in user (cached on the user object per request)."""
+    """organization id -> role for a signed-in user (cached on the user object per request).
+
+    A superuser is an admin of every organization: the person who runs Taskdesk sees every desk.
+    """
     if not getattr(user, "is_authenticated", False):
         return {}
     cached = getattr(user, "_taskdesk_roles", None)
     if cached is None:
-        cached = dict(Membership.objects.filter(user=user).values_list("organization_id", "role"))
+        cached = {}
+        if getattr(user, "is_superuser", False):
+            cached = dict.fromkeys(Organization.objects.values_list("pk", flat=True), Role.ADMIN)
+        cached.update(Membership.objects.filter(user=user).values_list("organization_id", "role"))
         user._taskdesk_roles = cached
     return cached
 
@@ -49,16 +60,44 @@ def tasks_for_user(user) -> QuerySet[Task]:
     return Task.objects.filter(organization_id__in=organization_ids_for(user), deleted_at__isnull=True)
 
 
-def get_task_for_user(user, task_id: str) -> Task:
-    """The task if the user's organizations hold it; 404 otherwise (ids of others do not leak)."""
-    task = tasks_for_user(user).select_related("organization", "agent", "parent").filter(pk=task_id).first()
+def get_task_for_user(user, org_slug: str, task_id: str) -> Task:
+    """The task if one of the user's organizations holds it; 404 otherwise (ids of others do not leak)."""
+    task = (
+        tasks_for_user(user)
+        .select_related("organization", "agent", "parent", "parent__organization")
+        .filter(organization__slug=org_slug, public_id=task_id)
+        .first()
+    )
     if task is None:
         raise Http404("No such task.")
     return task
 
 
+def find_tasks_for_user(user, task_id: str, *, limit: int = 20) -> list[Task]:
+    """Every task with this public id across the user's organizations (a pasted id without its
+    organization: one match redirects, several ask which)."""
+    return list(
+        tasks_for_user(user)
+        .select_related("organization")
+        .filter(public_id=task_id)
+        .order_by("organization__name")[:limit]
+    )
+
+
 def tasks_for_token(token: ApiToken) -> QuerySet[Task]:
     return Task.objects.filter(organization_id=token.organization_id, deleted_at__isnull=True)
+
+
+def get_task_for_token(token: ApiToken, task_id: Any, *, include_deleted: bool = False) -> Task:
+    """The token's organization's task by public id; TaskNotFound otherwise (the one lookup
+    every agent-facing face uses: another organization's id reads exactly like a missing one)."""
+    if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+        raise TaskNotFound(f"Task not found: {task_id}")
+    qs = Task.objects.filter(organization_id=token.organization_id) if include_deleted else tasks_for_token(token)
+    task = qs.select_related("agent", "parent", "organization").filter(public_id=task_id).first()
+    if task is None:
+        raise TaskNotFound(f"Task not found: {task_id}")
+    return task
 
 
 def task_events(task: Task, *, limit: int | None = None) -> QuerySet[TaskEvent]:
@@ -66,11 +105,11 @@ def task_events(task: Task, *, limit: int | None = None) -> QuerySet[TaskEvent]:
     return qs[:limit] if limit else qs
 
 
-def events_after(organization_ids: list[int], after_id: int, *, task_id: str | None = None, limit: int = 500):
+def events_after(organization_ids: list[int], after_id: int, *, task_pk: int | None = None, limit: int = 500):
     """Events the caller may see with id > after_id, oldest first (the replay log)."""
     qs = TaskEvent.objects.filter(organization_id__in=organization_ids, id__gt=after_id)
-    if task_id is not None:
-        qs = qs.filter(task_id=task_id)
+    if task_pk is not None:
+        qs = qs.filter(task_id=task_pk)
     return qs.order_by("id")[:limit]
 
 
@@ -105,10 +144,10 @@ def parse_replay_positions(raw: str) -> dict[int, int] | None:
     return positions
 
 
-def last_event_id(organization_ids: list[int], *, task_id: str | None = None) -> int:
+def last_event_id(organization_ids: list[int], *, task_pk: int | None = None) -> int:
     qs = TaskEvent.objects.filter(organization_id__in=organization_ids)
-    if task_id is not None:
-        qs = qs.filter(task_id=task_id)
+    if task_pk is not None:
+        qs = qs.filter(task_id=task_pk)
     return qs.order_by("-id").values_list("id", flat=True).first() or 0
 
 
@@ -168,7 +207,7 @@ class TaskFilters:
         if self.q:
             needle = self.q.strip()
             in_text = needle.lower() in task.title.lower() or needle.lower() in task.input_text.lower()
-            if not (task.pk.startswith(needle) or in_text):
+            if not (task.public_id.startswith(needle) or in_text):
                 return False
         return True
 
@@ -204,7 +243,7 @@ def filter_tasks(qs: QuerySet[Task], filters: TaskFilters) -> QuerySet[Task]:
     if filters.q:
         q = filters.q.strip()
         # Ids are pasted whole or in part from logs: match their start; titles and input anywhere.
-        qs = qs.filter(Q(pk__startswith=q) | Q(title__icontains=q) | Q(input_text__icontains=q))
+        qs = qs.filter(Q(public_id__startswith=q) | Q(title__icontains=q) | Q(input_text__icontains=q))
     return qs
 
 
@@ -216,23 +255,51 @@ def _sort_spec(sort: str) -> tuple[str, bool]:
     return SORT_FIELDS[name], descending
 
 
-def _encode_cursor(sort: str, value, pk: str) -> str:
+def _encode_cursor(sort: str, value, pk: int) -> str:
     if isinstance(value, datetime):
         value = {"t": value.isoformat()}
     raw = json.dumps([sort, value, pk], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+# What a cursor's value must be for each sort field (a forged cursor is refused, not queried).
+_CURSOR_TYPES: dict[str, tuple[type, ...]] = {
+    "created_at": (datetime,),
+    "updated_at": (datetime,),
+    "priority": (int,),
+    "status": (str,),
+    "title": (str,),
+    "duration": (int, float),
+}
+
+
 def _decode_cursor(sort: str, cursor: str):
     try:
+        if len(cursor) > 1000:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_sort, value, pk = json.loads(raw)
         if isinstance(value, dict):
             value = datetime.fromisoformat(value["t"])
-    except (ValueError, TypeError, KeyError, binascii.Error):
+            if value.tzinfo is None:
+                raise ValueError("naive")
+            value.utcoffset()
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError, binascii.Error):
         raise BadCursor("Invalid page cursor.") from None
-    if cursor_sort != sort or not isinstance(pk, str):
+    if cursor_sort != sort:
         raise BadCursor("The page cursor belongs to another sort order.")
+    field, _ = _sort_spec(sort)
+    expected = _CURSOR_TYPES[field]
+    valid_pk = isinstance(pk, int) and not isinstance(pk, bool) and 0 <= pk < 2**63
+    valid_value = isinstance(value, expected) and not isinstance(value, bool)
+    if valid_value and isinstance(value, float) and not math.isfinite(value):
+        valid_value = False
+    if valid_value and isinstance(value, int) and not -(2**63) < value < 2**63:
+        valid_value = False
+    if valid_value and isinstance(value, str) and (len(value) > 1000 or "\x00" in value):
+        valid_value = False
+    if not (valid_pk and valid_value):
+        raise BadCursor("Invalid page cursor.")
     return value, pk
 
 
@@ -272,8 +339,15 @@ def paginate_tasks(
     )
 
 
-def status_counts(qs: QuerySet[Task]) -> dict[str, int]:
-    """Tasks per status (one GROUP BY over the organization index), every status present."""
+def status_counts(organization_id: int) -> dict[str, int]:
+    """Live tasks per status of one organization, every status present: read from the counts
+    the write path keeps (models.TaskCount), so the cost does not grow with the table."""
+    return counters.counts_for(organization_id)
+
+
+def status_counts_by_group_by(organization_id: int) -> dict[str, int]:
+    """The same numbers counted from the tasks (a GROUP BY over the organization): for checks."""
+    qs = Task.objects.filter(organization_id=organization_id, deleted_at__isnull=True)
     counts = dict(qs.order_by().values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     return {status: counts.get(status, 0) for status in lifecycle.STATUSES}
 
@@ -284,19 +358,19 @@ def status_counts(qs: QuerySet[Task]) -> dict[str, int]:
 def pending_hitl_for_user(user) -> QuerySet[HitlRequest]:
     """Pending requests of the user's organizations, oldest first (the inbox)."""
     return (
-        HitlRequest.objects.filter(
-            organization_id__in=organization_ids_for(user), decision__isnull=True, task__deleted_at__isnull=True
-        )
-        .select_related("task", "task__agent")
+        HitlRequest.objects.filter(organization_id__in=organization_ids_for(user), decision__isnull=True)
+        .select_related("task", "task__agent", "task__organization")
         .order_by("requested_at", "id")
     )
 
 
 def pending_hitl_count(org_ids) -> int:
-    """Pending requests in these organizations; `org_ids` may be a list or a values() subquery."""
-    return HitlRequest.objects.filter(
-        organization_id__in=org_ids, decision__isnull=True, task__deleted_at__isnull=True
-    ).count()
+    """Pending requests in these organizations; `org_ids` may be a list or a values() subquery.
+
+    Counted on the partial index of pending requests alone (no join): deleting a task withdraws
+    its pending request, so a pending request always belongs to a live task.
+    """
+    return HitlRequest.objects.filter(organization_id__in=org_ids, decision__isnull=True).count()
 
 
 def get_hitl_for_user(user, hitl_id: int) -> HitlRequest:
@@ -305,7 +379,7 @@ def get_hitl_for_user(user, hitl_id: int) -> HitlRequest:
         HitlRequest.objects.filter(
             pk=hitl_id, organization_id__in=organization_ids_for(user), task__deleted_at__isnull=True
         )
-        .select_related("task", "task__agent")
+        .select_related("task", "task__agent", "task__organization")
         .first()
     )
     if hitl is None:
@@ -353,12 +427,12 @@ def activity_page(
 # --- Dashboard: detail page and pushed fragments ------------------------------------------
 
 
-def task_for_fragment(task_id: str) -> Task | None:
+def task_for_fragment(task_pk: int) -> Task | None:
     """A task as the list row and detail panels show it (deleted ones too: their row is marked)."""
     return (
-        Task.objects.select_related("organization", "agent", "parent")
+        Task.objects.select_related("organization", "agent", "parent", "parent__organization")
         .annotate(has_pending_hitl=pending_hitl_exists())
-        .filter(pk=task_id)
+        .filter(pk=task_pk)
         .first()
     )
 
@@ -371,7 +445,7 @@ def task_events_since(task: Task, version: int, *, limit: int = 20) -> list[Task
 def sub_tasks(task: Task, *, limit: int = 50) -> list[Task]:
     return list(
         Task.objects.filter(parent=task, organization_id=task.organization_id, deleted_at__isnull=True)
-        .select_related("agent")
+        .select_related("agent", "organization")
         .order_by("created_at", "id")[:limit]
     )
 
@@ -387,5 +461,5 @@ def recent_activity(task: Task, *, limit: int = 20) -> list[ActivityEntry]:
     return rows
 
 
-def activity_entries(task_id: str, ids: list[int]) -> list[ActivityEntry]:
-    return list(ActivityEntry.objects.filter(task_id=task_id, pk__in=ids).order_by("id"))
+def activity_entries(task_pk: int, ids: list[int]) -> list[ActivityEntry]:
+    return list(ActivityEntry.objects.filter(task_id=task_pk, pk__in=ids).order_by("id"))

@@ -9,11 +9,14 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tasks/", tasks.task_list, name="task_list"),
-    path("tasks/<str:task_id>/", tasks.task_detail, name="task_detail"),
-    path("tasks/<str:task_id>/status/", tasks.task_set_status, name="task_set_status"),
-    path("tasks/<str:task_id>/priority/", tasks.task_set_priority, name="task_set_priority"),
-    path("tasks/<str:task_id>/result/", tasks.task_set_result, name="task_set_result"),
-    path("tasks/<str:task_id>/metadata/", tasks.task_set_metadata, name="task_set_metadata"),
-    path("tasks/<str:task_id>/stop/", tasks.task_stop, name="task_stop"),
-    path("tasks/<str:task_id>/retry/", tasks.task_retry, name="task_retry"),
+    # A task's pages live under its organization: ids are unique within an organization only.
+    path("tasks/<slug:org>/<str:task_id>/", tasks.task_detail, name="task_detail"),
+    path("tasks/<slug:org>/<str:task_id>/status/", tasks.task_set_status, name="task_set_status"),
+    path("tasks/<slug:org>/<str:task_id>/priority/", tasks.task_set_priority, name="task_set_priority"),
+    path("tasks/<slug:org>/<str:task_id>/result/", tasks.task_set_result, name="task_set_result"),
+    path("tasks/<slug:org>/<str:task_id>/metadata/", tasks.task_set_metadata, name="task_set_metadata"),
+    path("tasks/<slug:org>/<str:task_id>/stop/", tasks.task_stop, name="task_stop"),
+    path("tasks/<slug:org>/<str:task_id>/retry/", tasks.task_retry, name="task_retry"),
+    # A bare id pasted from a log: redirects to the task, or asks which organization's.
+    path("tasks/<str:task_id>/", tasks.task_by_id, name="task_by_id"),
 ]

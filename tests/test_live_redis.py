@@ -13,7 +13,8 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.db import close_old_connections
 
-from tasks_app import live, services
+from tasks_app import services
+from tasks_app.live import cache as live
 from tests.conftest import requires_redis
 from tests.live_sockets import communicator, event_ids, session_cookie
 

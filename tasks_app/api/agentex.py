@@ -39,6 +39,7 @@ from .. import selectors, services
 from ..lifecycle import AGENTEX, AGENTEX_DELETED, Status
 from ..models import ActivityKind, Agent, ApiToken, EventType, Face, Task, TaskEvent
 from ..services import Actor, TaskNotFound
+from ..services.snapshots import task_at
 from . import ratelimit, sse
 from .auth import token_for_request
 from .faces import (
@@ -95,7 +96,7 @@ def agent_json(agent: Agent) -> dict[str, Any]:
 
 def task_json(task: Task, *, with_params: bool = True, agents: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": task.pk,
+        "id": task.public_id,
         "name": task.name,
         "status": status_name(task),
         "status_reason": task.status_reason or None,
@@ -239,7 +240,7 @@ def _update(request: HttpRequest, token: ApiToken, task_id: str | None, task_nam
 def _delete(request: HttpRequest, token: ApiToken, task_id: str | None, task_name: str | None):
     task = _resolve(token, task_id, task_name)
     services.task_delete(task=task, actor=_actor(token), organization_id=token.organization_id)
-    return JsonResponse({"id": task.pk, "message": f"Task {task.pk} deleted"})
+    return JsonResponse({"id": task.public_id, "message": f"Task {task.public_id} deleted"})
 
 
 @_view("tasks.get", "GET")
@@ -396,17 +397,18 @@ def agent_rpc_by_name(request: HttpRequest, token: ApiToken, agent_name: str):
 
 def render_event(event: TaskEvent) -> tuple[list[str], bool]:
     """Frames of one TaskEvent: task_updated with the task; activity messages as `full` messages."""
-    task = Task.objects.select_related("agent").get(pk=event.task_id)
     if event.type == EventType.ACTIVITY:
         ids = list(event.after.get("activity_ids") or [])
         frames = []
-        for entry in selectors.activity_entries(task.pk, ids):
+        for entry in selectors.activity_entries(event.task_id, ids):
             if entry.kind != ActivityKind.MESSAGE:
                 continue
             author = "user" if entry.role == "user" else "agent"
             content = {"type": "text", "author": author, "content": entry.content}
             frames.append(sse_data({"type": "full", "index": 0, "content": content}))
         return frames, False
+    # The task as it was at this event, not as it is now.
+    task = task_at(event) or Task.objects.select_related("agent").get(pk=event.task_id)
     return [sse_data({"type": "task_updated", "task": task_json(task)})], False
 
 
@@ -421,7 +423,7 @@ def _stream_setup(request: HttpRequest, task_id: str | None, task_name: str | No
         task = _resolve(token, task_id, task_name)
     except TaskNotFound as exc:
         return error_response(404, exc.message)
-    return task.pk, token.organization_id, newest_event_id(token.organization_id, task.pk)
+    return (task.pk, task.public_id), token.organization_id, newest_event_id(token.organization_id, task.pk)
 
 
 async def task_stream(request: HttpRequest, task_id: str | None = None, task_name: str | None = None) -> HttpResponse:
@@ -430,7 +432,7 @@ async def task_stream(request: HttpRequest, task_id: str | None = None, task_nam
     setup = await sync_to_async(_stream_setup)(request, task_id, task_name)
     if isinstance(setup, HttpResponse):
         return setup
-    pk, organization_id, after = setup
-    opening = sse_data({"type": "connected", "taskId": pk})
+    (pk, public_id), organization_id, after = setup
+    opening = sse_data({"type": "connected", "taskId": public_id})
     frames = face_frames(organization_id, after, pk, render_event, opening=opening, ping=":ping\n\n")
     return sse.stream_response(frames)

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from .. import lifecycle, selectors
 from ..models import ApiToken, Task, TaskEvent
-from ..services import InvalidInput, ServiceError, TaskNotFound, TransitionRefused, VersionConflict
+from ..services import InvalidInput, ServiceError, TransitionRefused, VersionConflict
 from . import ratelimit, sse
 from .auth import token_for_request
 from .errors import error_facts, http_status, validation_detail
@@ -132,14 +132,7 @@ def face_view(face: str, operation: str, statuses: lifecycle.FaceStatuses, metho
 
 def task_for_token(token: ApiToken, task_id: str, *, include_deleted: bool = False) -> Task:
     """The token's organization's task, or TaskNotFound (other organizations' ids read as missing)."""
-    if include_deleted:
-        qs = Task.objects.filter(organization_id=token.organization_id)
-    else:
-        qs = selectors.tasks_for_token(token)
-    task = qs.select_related("agent", "organization").filter(pk=task_id).first()
-    if task is None:
-        raise TaskNotFound(f"Task not found: {task_id}")
-    return task
+    return selectors.get_task_for_token(token, task_id, include_deleted=include_deleted)
 
 
 def canonical_statuses(statuses: lifecycle.FaceStatuses, name: str) -> list[str]:
@@ -166,9 +159,9 @@ def _close_connection() -> None:
         connection.close()
 
 
-def newest_event_id(organization_id: int, task_id: str | None) -> int:
+def newest_event_id(organization_id: int, task_pk: int | None) -> int:
     try:
-        return selectors.last_event_id([organization_id], task_id=task_id)
+        return selectors.last_event_id([organization_id], task_pk=task_pk)
     finally:
         _close_connection()
 
@@ -176,7 +169,7 @@ def newest_event_id(organization_id: int, task_id: str | None) -> int:
 async def face_frames(
     organization_id: int,
     after_id: int,
-    task_id: str,
+    task_pk: int,
     render: Callable[[TaskEvent], tuple[list[str], bool]],
     *,
     opening: str,
@@ -195,7 +188,7 @@ async def face_frames(
             _close_connection()
 
     yield opening
-    async for event in sse.event_stream(organization_id, after_id, task_id=task_id):
+    async for event in sse.event_stream(organization_id, after_id, task_pk=task_pk):
         if event is None:
             yield ping
             continue

@@ -56,6 +56,7 @@ from django.views.decorators.http import require_http_methods
 from .. import lifecycle, selectors, services
 from ..models import ApiToken, Face, Task, TaskEvent
 from ..services import Actor, IdTaken, InvalidInput, ServiceError, TaskNotFound, TransitionRefused
+from ..services.snapshots import task_at
 from . import ratelimit
 from .auth import token_for_request
 from .errors import nul_location
@@ -96,7 +97,7 @@ def _iso(value: datetime) -> str:
 
 def task_result(task: Task) -> dict[str, Any]:
     return {
-        "id": task.pk,
+        "id": task.public_id,
         "text": task.title,
         "status": lifecycle.JSONRPC.render(task.status),
         "priority": task.priority,
@@ -111,10 +112,10 @@ def face_changes(changes: list[str]) -> list[str]:
 
 
 def event_message(event: TaskEvent) -> dict[str, Any]:
-    """A TaskEvent in seed 002's event shape; the payload is the task as it reads now."""
+    """A TaskEvent in seed 002's event shape; the payload is the task as it was at the event."""
     return {
         "type": event.type,
-        "payload": task_result(event.task),
+        "payload": task_result(task_at(event) or event.task),
         "metadata": {"updatedBy": event.actor_label, "changes": face_changes(list(event.changes))},
         "timestamp": int(event.created_at.timestamp() * 1000),
     }
@@ -203,10 +204,7 @@ def _actor(token: ApiToken) -> Actor:
 
 
 def _find(token: ApiToken, task_id: str) -> Task:
-    task = selectors.tasks_for_token(token).filter(pk=task_id).first()
-    if task is None:
-        raise TaskNotFound(f"Task not found: {task_id}")
-    return task
+    return selectors.get_task_for_token(token, task_id)
 
 
 def task_update(token: ApiToken, params: Any) -> dict[str, Any]:

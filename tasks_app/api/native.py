@@ -167,10 +167,7 @@ def _actor(token: ApiToken) -> Actor:
 
 
 def _task(token: ApiToken, task_id: str) -> Task:
-    task = selectors.tasks_for_token(token).select_related("agent").filter(pk=task_id).first()
-    if task is None:
-        raise services.TaskNotFound(f"Task not found: {task_id}")
-    return task
+    return selectors.get_task_for_token(token, task_id)
 
 
 def _out(task: Task) -> dict[str, Any]:
@@ -373,7 +370,7 @@ def request_hitl(request, task_id: str, payload: HitlIn):
 def _latest_hitl(task: Task) -> HitlRequest:
     hitl = HitlRequest.objects.filter(task=task).order_by("-requested_at", "-id").first()
     if hitl is None:
-        raise services.TaskNotFound(f"Task {task.pk} has no HITL request.")
+        raise services.TaskNotFound(f"Task {task.public_id} has no HITL request.")
     return hitl
 
 

@@ -135,9 +135,12 @@ class TaskOut(Schema):
 
     @staticmethod
     def from_task(task: Task) -> dict[str, Any]:
+        skip = ("id", "agent", "status", "parent_id")
         return {
-            **{name: getattr(task, name) for name in TaskOut.model_fields if name not in ("agent", "status")},
+            **{name: getattr(task, name) for name in TaskOut.model_fields if name not in skip},
+            "id": task.public_id,
             "agent": task.agent.name if task.agent_id else None,
+            "parent_id": task.parent_public_id,
             "status": lifecycle.NATIVE.render(task.status),
         }
 
@@ -239,8 +242,9 @@ class HitlOut(Schema):
 
     @staticmethod
     def from_hitl(hitl: HitlRequest) -> dict[str, Any]:
-        values = {name: getattr(hitl, name) for name in HitlOut.model_fields if name != "decided_by"}
+        values = {name: getattr(hitl, name) for name in HitlOut.model_fields if name not in ("decided_by", "task_id")}
         values["decided_by"] = hitl.decided_by_label
+        values["task_id"] = hitl.task.public_id
         return values
 
 

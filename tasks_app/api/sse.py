@@ -32,6 +32,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 
 from .. import selectors
 from ..models import ApiToken, TaskEvent
+from ..services import TaskNotFound
 from . import ratelimit
 from .auth import token_for_request
 
@@ -46,9 +47,9 @@ def _default_heartbeat() -> float:
     return float(getattr(settings, "SSE_HEARTBEAT_SECONDS", 15.0))
 
 
-def _events_batch(organization_id: int, after_id: int, task_id: str | None) -> list[TaskEvent]:
+def _events_batch(organization_id: int, after_id: int, task_pk: int | None) -> list[TaskEvent]:
     try:
-        qs = selectors.events_after([organization_id], after_id, task_id=task_id, limit=BATCH)
+        qs = selectors.events_after([organization_id], after_id, task_pk=task_pk, limit=BATCH)
         return list(qs.select_related("task"))
     finally:
         # A stream lives for hours: hand the connection back to the pool between polls.
@@ -59,7 +60,7 @@ def _events_batch(organization_id: int, after_id: int, task_id: str | None) -> l
 async def event_stream(
     organization_id: int,
     after_id: int,
-    task_id: str | None = None,
+    task_pk: int | None = None,
     heartbeat: float | None = None,
     poll: float | None = None,
 ) -> AsyncIterator[TaskEvent | None]:
@@ -68,7 +69,7 @@ async def event_stream(
     poll = _poll_seconds() if poll is None else poll
     last_sent = time.monotonic()
     while True:
-        events = await sync_to_async(_events_batch)(organization_id, after_id, task_id)
+        events = await sync_to_async(_events_batch)(organization_id, after_id, task_pk)
         for event in events:
             after_id = event.pk
             yield event
@@ -99,7 +100,7 @@ def event_data(event: TaskEvent) -> dict[str, Any]:
     return {
         "id": event.pk,
         "type": event.type,
-        "task_id": event.task_id,
+        "task_id": event.task.public_id,
         "version": event.task_version,
         "changes": list(event.changes),
         "before": event.before,
@@ -155,16 +156,19 @@ def resume_point(request: HttpRequest) -> int | None:
     return int(raw)
 
 
-def _newest_event_id(organization_id: int, task_id: str | None) -> int:
+def _newest_event_id(organization_id: int, task_pk: int | None) -> int:
     try:
-        return selectors.last_event_id([organization_id], task_id=task_id)
+        return selectors.last_event_id([organization_id], task_pk=task_pk)
     finally:
         if not connection.in_atomic_block:
             connection.close()
 
 
-def _task_visible(token: ApiToken, task_id: str) -> bool:
-    return selectors.tasks_for_token(token).filter(pk=task_id).exists()
+def _task_pk(token: ApiToken, task_id: str) -> int | None:
+    try:
+        return selectors.get_task_for_token(token, task_id).pk
+    except TaskNotFound:
+        return None
 
 
 def _error(status: int, detail: Any) -> JsonResponse:
@@ -206,10 +210,13 @@ async def events(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:
         return _invalid("header", "Last-Event-ID", str(exc))
     task_id = request.GET.get("task_id") or None
-    if task_id is not None and not await sync_to_async(_task_visible)(token, task_id):
-        return _error(404, f"Task not found: {task_id}")
+    task_pk = None
+    if task_id is not None:
+        task_pk = await sync_to_async(_task_pk)(token, task_id)
+        if task_pk is None:
+            return _error(404, f"Task not found: {task_id}")
     if after is None:
-        after = await sync_to_async(_newest_event_id)(token.organization_id, task_id)
+        after = await sync_to_async(_newest_event_id)(token.organization_id, task_pk)
 
-    stream = event_stream(token.organization_id, after, task_id=task_id, heartbeat=heartbeat)
+    stream = event_stream(token.organization_id, after, task_pk=task_pk, heartbeat=heartbeat)
     return stream_response(sse_frames(stream, FORMATTERS[fmt]))

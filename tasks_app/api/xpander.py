@@ -41,7 +41,8 @@ from django.views.decorators.csrf import csrf_exempt
 from .. import lifecycle, selectors, services
 from ..lifecycle import XPANDER, Status
 from ..models import ActivityKind, ApiToken, EventType, Face, Task, TaskEvent
-from ..services import Actor
+from ..services import Actor, TaskNotFound
+from ..services.snapshots import task_at
 from . import ratelimit, sse
 from .auth import token_for_request
 from .faces import (
@@ -86,7 +87,7 @@ def _iso(value: datetime | None) -> str | None:
 def task_json(task: Task) -> dict[str, Any]:
     """A Taskdesk task as xpander's `Task` model reads it."""
     return {
-        "id": task.pk,
+        "id": task.public_id,
         "agent_id": task.agent.name if task.agent_id else "",
         "organization_id": task.organization.slug,
         "input": {"text": task.input_text, "files": list(task.input_files or []), "user": _user(task.input_user)},
@@ -99,8 +100,12 @@ def task_json(task: Task) -> dict[str, Any]:
         "paused_at": _iso(task.paused_at),
         "finished_at": _iso(task.finished_at),
         "result": task.result,
-        "parent_execution": task.parent_id,
-        "sub_executions": list(task.sub_tasks.filter(deleted_at__isnull=True).values_list("pk", flat=True)),
+        "parent_execution": task.parent_public_id,
+        "sub_executions": list(
+            Task.objects.filter(parent_id=task.pk, deleted_at__isnull=True)
+            .order_by("created_at", "id")
+            .values_list("public_id", flat=True)
+        ),
         "is_manually_stopped": task.is_manually_stopped,
         "payload_extension": task.payload_extension or None,
         "source": task.source,
@@ -138,10 +143,10 @@ def _user(value: Any) -> dict | None:
 def list_item_json(task: Task) -> dict[str, Any]:
     user = task.input_user if isinstance(task.input_user, dict) else {}
     return {
-        "id": task.pk,
+        "id": task.public_id,
         "agent_id": task.agent.name if task.agent_id else "",
         "user_id": user.get("id"),
-        "parent_task_id": task.parent_id,
+        "parent_task_id": task.parent_public_id,
         "triggering_agent_id": task.triggering_agent_id or None,
         "organization_id": task.organization.slug,
         "status": XPANDER.render(task.status),
@@ -153,7 +158,7 @@ def list_item_json(task: Task) -> dict[str, Any]:
 
 
 def _fresh(task: Task) -> Task:
-    return Task.objects.select_related("agent", "organization").get(pk=task.pk)
+    return Task.objects.select_related("agent", "organization", "parent").get(pk=task.pk)
 
 
 # --- Request mapping ------------------------------------------------------------------------
@@ -283,11 +288,11 @@ def _if_match(request: HttpRequest) -> int | None:
 def _list(token: ApiToken, request: HttpRequest, **filters: Any) -> JsonResponse:
     allowed = {"user_id", "parent_task_id", "triggering_agent_id", "status", "internal_status", "limit"}
     reject_unknown(dict(request.GET), allowed, where="query")
-    qs = selectors.tasks_for_token(token).select_related("agent", "organization").filter(**filters)
+    qs = selectors.tasks_for_token(token).select_related("agent", "organization", "parent").filter(**filters)
     if request.GET.get("user_id"):
         qs = qs.filter(input_user__id=request.GET["user_id"])
     if request.GET.get("parent_task_id"):
-        qs = qs.filter(parent_id=request.GET["parent_task_id"])
+        qs = qs.filter(parent__public_id=request.GET["parent_task_id"])
     if request.GET.get("triggering_agent_id"):
         qs = qs.filter(triggering_agent_id=request.GET["triggering_agent_id"])
     if request.GET.get("internal_status"):
@@ -505,7 +510,7 @@ def activity_log(request: HttpRequest, token: ApiToken, agent_id: str, task_id: 
     entries = task.activity.order_by("id")[:5000]
     return JsonResponse(
         {
-            "id": task.pk,
+            "id": task.public_id,
             "created_at": task.created_at.isoformat(),
             "messages": [activity_json(e) for e in entries],
             "user": _user(task.input_user),
@@ -523,9 +528,9 @@ _ACTIVITY_TYPES = {
 }
 
 
-def _envelope(type_: str, event: TaskEvent, slug: str, data: Any) -> dict[str, Any]:
-    return {"type": type_, "task_id": event.task_id, "organization_id": slug, "time": event.created_at.isoformat(),
-            "data": data}  # fmt: skip
+def _envelope(type_: str, event: TaskEvent, task: Task, data: Any) -> dict[str, Any]:
+    return {"type": type_, "task_id": task.public_id, "organization_id": task.organization.slug,
+            "time": event.created_at.isoformat(), "data": data}  # fmt: skip
 
 
 def _activity_data(entry) -> dict[str, Any]:
@@ -541,13 +546,15 @@ def _activity_data(entry) -> dict[str, Any]:
 
 def render_event(event: TaskEvent) -> tuple[list[str], bool]:
     """The SSE frames of one TaskEvent for the SDK's aevents(), and whether the stream is done."""
-    task = Task.objects.select_related("agent", "organization").get(pk=event.task_id)
-    slug = task.organization.slug
+    current = Task.objects.select_related("agent", "organization", "parent").get(pk=event.task_id)
+    # The task as it was at this event (a replayed task_created shows the task as created).
+    task = task_at(event) or current
+    task.organization = current.organization
     if event.type == EventType.ACTIVITY:
         ids = list(event.after.get("activity_ids") or [])
-        entries = selectors.activity_entries(task.pk, ids)
+        entries = selectors.activity_entries(current.pk, ids)
         frames = [
-            sse_data(_envelope(_ACTIVITY_TYPES.get(e.kind, "chunk"), event, slug, _activity_data(e)), event.pk)
+            sse_data(_envelope(_ACTIVITY_TYPES.get(e.kind, "chunk"), event, task, _activity_data(e)), event.pk)
             for e in entries
         ]
         return frames, False
@@ -559,8 +566,8 @@ def render_event(event: TaskEvent) -> tuple[list[str], bool]:
         type_ = "task_updated"
     data = task_json(task)
     # Close after the last word on a finished task; a retried task keeps its stream open.
-    done = type_ == "task_finished" and task.is_terminal and event.task_version == task.version
-    return [sse_data(_envelope(type_, event, slug, data), event.pk)], done
+    done = type_ == "task_finished" and current.is_terminal and event.task_version == current.version
+    return [sse_data(_envelope(type_, event, task, data), event.pk)], done
 
 
 def _stream_setup(request: HttpRequest, task_id: str, org: str | None) -> tuple[Any, int, int] | HttpResponse:
@@ -572,7 +579,9 @@ def _stream_setup(request: HttpRequest, task_id: str, org: str | None) -> tuple[
         return error_response(429, "Rate limit exceeded", headers={"Retry-After": str(decision.retry_after)})
     if org is not None and org not in (token.organization.slug, str(token.organization_id)):
         return error_response(404, f"Organization not found: {org}")
-    if not selectors.tasks_for_token(token).filter(pk=task_id).exists():
+    try:
+        task = selectors.get_task_for_token(token, task_id)
+    except TaskNotFound:
         return error_response(404, f"Task not found: {task_id}")
     try:
         after = sse.resume_point(request)
@@ -580,7 +589,7 @@ def _stream_setup(request: HttpRequest, task_id: str, org: str | None) -> tuple[
         return error_response(422, [{"loc": ["header", "Last-Event-ID"], "msg": str(exc), "type": "value_error"}])
     # Without a resume point the whole (bounded) history of the task is replayed: the SDK
     # connects after creating the task and must still see task_created.
-    return token, token.organization_id, after or 0
+    return task.pk, token.organization_id, after or 0
 
 
 async def task_events(request: HttpRequest, task_id: str, org: str | None = None) -> HttpResponse:
@@ -590,6 +599,6 @@ async def task_events(request: HttpRequest, task_id: str, org: str | None = None
     setup = await sync_to_async(_stream_setup)(request, task_id, org)
     if isinstance(setup, HttpResponse):
         return setup
-    _token, organization_id, after = setup
-    frames = face_frames(organization_id, after, task_id, render_event, opening=": connected\n\n", ping=": ping\n\n")
+    task_pk, organization_id, after = setup
+    frames = face_frames(organization_id, after, task_pk, render_event, opening=": connected\n\n", ping=": ping\n\n")
     return sse.stream_response(frames)

@@ -1,13 +1,12 @@
 """Template helpers for the HITL inbox, decision panel and activity log."""
 
 import json
-from urllib.parse import quote
 
 from django import template
-from django.urls import NoReverseMatch, reverse
 
 from .. import selectors
 from ..models import Membership
+from .taskdesk import task_url
 
 register = template.Library()
 
@@ -20,13 +19,7 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
-@register.filter
-def task_url(task_id: str) -> str:
-    """The task detail page (falls back to its path while the dashboard URLs are not wired)."""
-    try:
-        return reverse("task_detail", args=[task_id])
-    except NoReverseMatch:
-        return f"/tasks/{quote(str(task_id), safe='')}/"
+register.filter("task_url", task_url)
 
 
 @register.simple_tag(takes_context=True)

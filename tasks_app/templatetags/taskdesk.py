@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import template
+from django.urls import reverse
 from django.utils import timezone
 
 from tasks_app import lifecycle
@@ -38,6 +39,13 @@ def status_badge(status: str) -> dict:
         "glyph": STATUS_GLYPHS.get(status, "?"),
         "terminal": lifecycle.is_terminal(status),
     }
+
+
+@register.filter
+def task_url(task, name: str = "task_detail") -> str:
+    """A task's dashboard URL (`name`: task_detail, task_set_status, task_activity…): by its
+    organization and public id, since ids are unique within an organization only."""
+    return reverse(name, args=[task.organization.slug, task.public_id])
 
 
 @register.filter

@@ -13,8 +13,8 @@ LOG = "activity/log.html"
 
 @require_http_methods(["GET"])
 @login_required
-def activity_log(request, task_id: str):
-    task = selectors.get_task_for_user(request.user, task_id)
+def activity_log(request, org: str, task_id: str):
+    task = selectors.get_task_for_user(request.user, org, task_id)
     kind = request.GET.get("kind", "")
     if kind and kind not in ActivityKind.values:
         return HttpResponseBadRequest(f"Unknown kind; expected one of: {', '.join(ActivityKind.values)}.")

@@ -22,10 +22,11 @@ AMEND_TEXT_LIMIT = 200_000
 @require_http_methods(["GET"])
 @login_required
 def inbox(request):
-    # Deadlines are also resolved by `manage.py expire_hitl`; doing it here keeps the inbox honest
-    # without a worker (one indexed query when nothing is due).
-    services.hitl_expire_due()
+    # Deadlines are resolved by `manage.py expire_hitl` (a system job); doing it here for the
+    # viewer's own organizations keeps the inbox honest without a worker (one indexed query when
+    # nothing is due) and never touches another organization's requests.
     org_ids = selectors.organization_ids_for(request.user)
+    services.hitl_expire_due(organization_ids=org_ids)
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
     replay = replay_context(org_ids)
     requests = list(selectors.pending_hitl_for_user(request.user))

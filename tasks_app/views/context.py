@@ -4,8 +4,6 @@ A page and a pushed fragment render the same partials; these builders give both 
 names, so a partial never depends on which of the two rendered it.
 """
 
-from django.db.models import QuerySet
-
 from tasks_app import lifecycle, selectors
 from tasks_app.models import Organization, Task, TaskEvent
 
@@ -19,11 +17,10 @@ def count_rows(counts: dict[str, int]) -> list[dict]:
 
 def status_count_groups(organizations: list[Organization]) -> list[dict]:
     """One status-count bar per organization (pushed events update one organization's bar)."""
-    groups = []
-    for organization in organizations:
-        qs: QuerySet[Task] = Task.objects.filter(organization=organization, deleted_at__isnull=True)
-        groups.append({"organization": organization, "counts": count_rows(selectors.status_counts(qs))})
-    return groups
+    return [
+        {"organization": organization, "counts": count_rows(selectors.status_counts(organization.pk))}
+        for organization in organizations
+    ]
 
 
 def detail_context(task: Task, *, can_edit: bool, history: bool = True) -> dict:

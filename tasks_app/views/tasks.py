@@ -11,8 +11,8 @@ import json
 from datetime import UTC, date, datetime, time
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRefresh
@@ -21,6 +21,7 @@ from tasks_app import lifecycle, selectors, services
 from tasks_app.models import Agent, Face, Organization, Task
 from tasks_app.selectors import SORT_FIELDS, TaskFilters
 from tasks_app.services import Actor
+from tasks_app.templatetags.taskdesk import task_url
 
 from .context import conflict_context, detail_context, replay_context, status_count_groups
 
@@ -136,7 +137,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
     replay = replay_context(org_ids)
     filters, errors = filters_from_query(request.GET)
     qs = selectors.filter_tasks(selectors.tasks_for_user(request.user), filters)
-    qs = qs.select_related("agent").annotate(has_pending_hitl=selectors.pending_hitl_exists())
+    qs = qs.select_related("agent", "organization").annotate(has_pending_hitl=selectors.pending_hitl_exists())
     after, before = request.GET.get("after") or None, request.GET.get("before") or None
     try:
         page = selectors.paginate_tasks(qs, sort=filters.sort, after=after, before=before)
@@ -174,9 +175,21 @@ def task_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
-    task = selectors.get_task_for_user(request.user, task_id)
-    last_event_id = selectors.last_event_id([task.organization_id], task_id=task.pk)
+def task_by_id(request: HttpRequest, task_id: str) -> HttpResponse:
+    """A bare task id: the task when one of the user's organizations holds it, else a choice."""
+    found = selectors.find_tasks_for_user(request.user, task_id)
+    if not found:
+        raise Http404("No such task.")
+    if len(found) == 1:
+        return redirect(task_url(found[0]))
+    return render(request, "tasks/task_choose.html", {**_base_context(request), "tasks": found, "task_id": task_id})
+
+
+@require_GET
+@login_required
+def task_detail(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
+    task = selectors.get_task_for_user(request.user, org, task_id)
+    last_event_id = selectors.last_event_id([task.organization_id], task_pk=task.pk)
     task = selectors.task_for_fragment(task.pk)
     context = {
         **_base_context(request),
@@ -204,8 +217,8 @@ class _Refusal(Exception):
         self.message = message
 
 
-def _editable_task(request: HttpRequest, task_id: str) -> Task:
-    task = selectors.get_task_for_user(request.user, task_id)
+def _editable_task(request: HttpRequest, org: str, task_id: str) -> Task:
+    task = selectors.get_task_for_user(request.user, org, task_id)
     selectors.require_edit(request.user, task.organization_id)
     return task
 
@@ -230,13 +243,13 @@ PANEL_OF = {
 }
 
 
-def _patch(request: HttpRequest, task_id: str, form_key: str, apply) -> HttpResponse:
+def _patch(request: HttpRequest, org: str, task_id: str, form_key: str, apply) -> HttpResponse:
     """Run one inline patch and answer with the panel (or list row) it came from.
 
     `apply(task, actor, version, post)` calls the service; it raises ServiceError or
     _Refusal for anything it will not do, and nothing is written then.
     """
-    task = _editable_task(request, task_id)
+    task = _editable_task(request, org, task_id)
     post = request.POST
     on_list = post.get("page") == "list"
     version = _version_from(post)
@@ -297,7 +310,7 @@ def _field_label(name: str) -> str:
 
 @require_POST
 @login_required
-def task_set_status(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_set_status(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
         target = post.get("status", "")
         if not target:
@@ -312,12 +325,12 @@ def task_set_status(request: HttpRequest, task_id: str) -> HttpResponse:
             status_reason=reason or None,
         )
 
-    return _patch(request, task_id, "status", apply)
+    return _patch(request, org, task_id, "status", apply)
 
 
 @require_POST
 @login_required
-def task_set_priority(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_set_priority(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
         raw = post.get("priority", "").strip()
         try:
@@ -328,12 +341,12 @@ def task_set_priority(request: HttpRequest, task_id: str) -> HttpResponse:
             task=task, actor=actor, organization_id=task.organization_id, expected_version=version, priority=priority
         )
 
-    return _patch(request, task_id, "priority", apply)
+    return _patch(request, org, task_id, "priority", apply)
 
 
 @require_POST
 @login_required
-def task_set_result(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_set_result(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
         # Browsers send textarea newlines as CRLF; store what the user sees.
         result = post.get("result", "").replace("\r\n", "\n")
@@ -341,12 +354,12 @@ def task_set_result(request: HttpRequest, task_id: str) -> HttpResponse:
             task=task, actor=actor, organization_id=task.organization_id, expected_version=version, result=result
         )
 
-    return _patch(request, task_id, "result", apply)
+    return _patch(request, org, task_id, "result", apply)
 
 
 @require_POST
 @login_required
-def task_set_metadata(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_set_metadata(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
         mode = post.get("metadata_mode", "merge")
         if mode not in ("merge", "replace"):
@@ -367,12 +380,12 @@ def task_set_metadata(request: HttpRequest, task_id: str) -> HttpResponse:
             metadata_replace=mode == "replace",
         )
 
-    return _patch(request, task_id, "metadata", apply)
+    return _patch(request, org, task_id, "metadata", apply)
 
 
 @require_POST
 @login_required
-def task_stop(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_stop(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
         services.task_stop(
             task=task,
@@ -382,13 +395,13 @@ def task_stop(request: HttpRequest, task_id: str) -> HttpResponse:
             reason=post.get("status_reason", "").strip(),
         )
 
-    return _patch(request, task_id, "stop", apply)
+    return _patch(request, org, task_id, "stop", apply)
 
 
 @require_POST
 @login_required
-def task_retry(request: HttpRequest, task_id: str) -> HttpResponse:
+def task_retry(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
         services.task_retry(task=task, actor=actor, organization_id=task.organization_id, expected_version=version)
 
-    return _patch(request, task_id, "retry", apply)
+    return _patch(request, org, task_id, "retry", apply)

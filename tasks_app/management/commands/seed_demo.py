@@ -39,6 +39,7 @@ from tasks_app.models import (
     Task,
     TaskEvent,
 )
+from tasks_app.services import counters
 
 PASSWORD = "taskdesk"
 ORGANIZATIONS = {"acme": "Acme Corp", "globex": "Globex Corporation"}
@@ -105,6 +106,15 @@ class Command(BaseCommand):
             self._users(orgs)
             agents = self._agents(orgs)
         created, rows = self._tasks(orgs, agents, count=tasks, seed=seed, batch=batch, progress=not no_progress)
+        if created:
+            # The rows bypassed the services: rebuild the status counts they keep, and give the
+            # planner fresh statistics (autovacuum may be off) so the pages use their indexes.
+            for org in orgs.values():
+                counters.recount(org.pk)
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    for table in ("tasks_app_task", "tasks_app_taskevent", "tasks_app_activityentry"):
+                        cursor.execute(f"ANALYZE {table}")  # noqa: S608 (fixed names)
         elapsed = time.monotonic() - started
         rate = rows / elapsed if elapsed > 0 else 0
         self.stdout.write(
@@ -157,7 +167,7 @@ class Command(BaseCommand):
         for start in range(0, count, batch):
             indexes = range(start, min(start + batch, count))
             ids = {i: f"demo-{plan[i]}-{numbers[i]:04d}" for i in indexes}
-            existing = set(Task.objects.filter(pk__in=ids.values()).values_list("pk", flat=True))
+            existing = set(Task.objects.filter(public_id__in=ids.values()).values_list("public_id", flat=True))
             todo = [i for i in indexes if ids[i] not in existing]
             if todo:
                 built = [
@@ -186,7 +196,7 @@ def _build(i, seed, count, base, span, org, org_agents, task_id, number):
     ticket = 1000 + number
     created_at = base - span * ((count - i) / max(count, 1)) - timedelta(seconds=rng.randint(0, 59))
     task = Task(
-        id=task_id,
+        public_id=task_id,
         organization=org,
         agent=rng.choice(org_agents),
         title=title_t.format(n=ticket, customer=customer),
@@ -201,7 +211,7 @@ def _build(i, seed, count, base, span, org, org_agents, task_id, number):
         version=1,
     )
     if number > 5 and rng.random() < 0.12:
-        task.parent_id = f"demo-{org.slug}-{rng.randint(1, number - 1):04d}"
+        task.parent_public = f"demo-{org.slug}-{rng.randint(1, number - 1):04d}"
     steps = rng.randint(2, len(PLAN_STEPS))
     if rng.random() < 0.4:
         done = steps if status == Status.COMPLETED else (0 if status == Status.PENDING else rng.randint(0, steps - 1))
@@ -282,7 +292,7 @@ def _activity(task: Task, rng: random.Random, tools: list[str]) -> list[Activity
     add(kind=ActivityKind.MESSAGE, role="user", content=task.input_text)
     add(kind=ActivityKind.REASONING, role="assistant", content="I should look up the context before acting.")
     for n, tool in enumerate(tools or ["search_tickets"]):
-        call_id = f"call_{task.pk}_{n}"
+        call_id = f"call_{task.public_id}_{n}"
         add(
             kind=ActivityKind.TOOL_CALL,
             role="assistant",
@@ -308,13 +318,44 @@ def _insert(built) -> int:
     tasks = [b[0] for b in built]
     activity = [entry for b in built for entry in b[2]]
     hitls = [b[3] for b in built if b[3] is not None]
-    for model, rows in ((Task, tasks), (TaskEvent, [b[1] for b in built]), (ActivityEntry, activity)):
+    if connection.vendor == "postgresql":
+        # Take the ids from the sequence first, so the children can point at their task in COPY.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('tasks_app_task', 'id')) FROM generate_series(1, %s)",
+                [len(tasks)],
+            )
+            for task, (pk,) in zip(tasks, cursor.fetchall(), strict=True):
+                task.id = pk
+        _write(Task, tasks, with_pk=True)
+    else:
+        Task.objects.bulk_create(tasks, batch_size=1000)
+    _link_parents(tasks)
+    for row in [b[1] for b in built] + activity + hitls:
+        row.task_id = row.task.pk
+    for model, rows in ((TaskEvent, [b[1] for b in built]), (ActivityEntry, activity), (HitlRequest, hitls)):
         _write(model, rows)
-    _write(HitlRequest, hitls)
     return len(tasks) * 2 + len(activity) + len(hitls)
 
 
-def _write(model, rows: list) -> None:
+def _link_parents(tasks: list[Task]) -> None:
+    """Sub-tasks name their parent by public id (an earlier demo task of the same organization)."""
+    wanted = [t for t in tasks if getattr(t, "parent_public", None)]
+    if not wanted:
+        return
+    keys = {(t.organization_id, t.parent_public) for t in wanted}
+    found = {
+        (org, public_id): pk
+        for org, public_id, pk in Task.objects.filter(public_id__in={k[1] for k in keys}).values_list(
+            "organization_id", "public_id", "pk"
+        )
+    }
+    for task in wanted:
+        task.parent_id = found.get((task.organization_id, task.parent_public))
+    Task.objects.bulk_update([t for t in wanted if t.parent_id], ["parent"], batch_size=1000)
+
+
+def _write(model, rows: list, *, with_pk: bool = False) -> None:
     """Insert unsaved rows: COPY on PostgreSQL, bulk_create elsewhere.
 
     bulk_create on PostgreSQL sends INSERT ... UNNEST(arrays) and spends most of its time
@@ -326,7 +367,7 @@ def _write(model, rows: list) -> None:
         model.objects.bulk_create(rows, batch_size=1000)
         return
     # Auto ids come from their sequences, as an INSERT would take them (event ids stay monotonic).
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, AutoFieldMixin)]
+    fields = [f for f in model._meta.concrete_fields if with_pk or not isinstance(f, AutoFieldMixin)]
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     conn = connections[DEFAULT_DB_ALIAS]  # the real wrapper: the proxy costs a lookup per value
     preps = [(f.attname, f.get_db_prep_save) for f in fields]

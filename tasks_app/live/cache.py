@@ -15,7 +15,7 @@ from collections import OrderedDict
 from channels.db import database_sync_to_async
 from django.db import close_old_connections
 
-from .models import TaskEvent
+from ..models import TaskEvent
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ Key = tuple[int, str, bool]
 def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
     """The fragment for one event, from the dashboard's templates (escaped there, not here)."""
     # Looked up at call time so tests can count or replace the renderer.
-    from . import live_fragments
+    from .. import live_fragments
 
     return live_fragments.render_event_html(event, page=page, can_edit=can_edit)
 

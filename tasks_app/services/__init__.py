@@ -1,0 +1,74 @@
+"""The one write path: every change to a task goes through a function here.
+
+Each call is one transaction on `kernel.changing`: lock the row (scoped to its organization),
+check the expected version, check the lifecycle, validate and apply the patch, bump `version`,
+update the status counts, write one `TaskEvent` (the audit row, the outbox and the replay log,
+with the task's snapshot), and ring the live bell after commit.
+
+Modules: `kernel` (the skeleton), `tasks`, `activity`, `hitl`, `tokens`; `validation` (what may
+be stored), `errors` (refusals), `actors`, `snapshots`, `counters`.
+"""
+
+from .activity import append_activity
+from .actors import Actor
+from .errors import (
+    HitlAlreadyDecided,
+    HitlError,
+    IdTaken,
+    InvalidInput,
+    NameTaken,
+    ServiceError,
+    TaskNotFound,
+    TransitionRefused,
+    VersionConflict,
+)
+from .hitl import hitl_decide, hitl_expire_due, hitl_request
+from .kernel import last_event
+from .tasks import (
+    STOP_STATUSES,
+    report_metrics,
+    resolve_agent,
+    task_claim,
+    task_create,
+    task_delete,
+    task_retry,
+    task_stop,
+    task_update,
+)
+from .tokens import api_token_authenticate, api_token_create, api_token_revoke
+from .validation import CREATE_FIELDS, TASK_ID_RE, TEXT_LIMITS, UPDATE_FIELDS, merge_object
+
+__all__ = [
+    "Actor",
+    "ServiceError",
+    "InvalidInput",
+    "TransitionRefused",
+    "VersionConflict",
+    "IdTaken",
+    "NameTaken",
+    "TaskNotFound",
+    "HitlError",
+    "HitlAlreadyDecided",
+    "merge_object",
+    "last_event",
+    "resolve_agent",
+    "STOP_STATUSES",
+    "CREATE_FIELDS",
+    "UPDATE_FIELDS",
+    "TEXT_LIMITS",
+    "TASK_ID_RE",
+    "task_create",
+    "task_update",
+    "task_stop",
+    "task_retry",
+    "task_delete",
+    "task_claim",
+    "report_metrics",
+    "append_activity",
+    "hitl_request",
+    "hitl_decide",
+    "hitl_expire_due",
+    "api_token_create",
+    "api_token_revoke",
+    "api_token_authenticate",
+]

@@ -1,0 +1,97 @@
+"""Appending to a task's activity log (append-only; the task's version is kept)."""
+
+from datetime import datetime
+from typing import Any
+
+from ..models import ActivityEntry, ActivityKind, EventType, Task
+from .actors import Actor
+from .errors import Errors, InvalidInput
+from .kernel import changing
+from .validation import ACTIVITY_BATCH_LIMIT, ACTIVITY_TEXT_LIMITS, json_problem, text_problem
+
+ACTIVITY_FIELDS = frozenset(
+    {
+        "kind",
+        "role",
+        "content",
+        "tool_name",
+        "tool_call_id",
+        "tool_arguments",
+        "tool_output",
+        "prompt_tokens",
+        "completion_tokens",
+        "created_at",
+    }
+)
+
+
+def _clean_activity(entry: Any, index: int, errors: Errors) -> dict[str, Any]:
+    where = f"entries[{index}]"
+    if not isinstance(entry, dict):
+        errors.add(where, "Must be an object.")
+        return {}
+    for name in entry.keys() - ACTIVITY_FIELDS:
+        errors.add(f"{where}.{name}", "Unknown field.")
+    kind = entry.get("kind", ActivityKind.MESSAGE)
+    if kind not in ActivityKind.values:
+        errors.add(f"{where}.kind", f"Unknown kind {kind!r}; expected one of: {', '.join(ActivityKind.values)}.")
+    cleaned: dict[str, Any] = {"kind": kind}
+    for name, limit in ACTIVITY_TEXT_LIMITS.items():
+        value = entry.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            errors.add(f"{where}.{name}", "Must be a string.")
+        elif len(value) > limit:
+            errors.add(f"{where}.{name}", f"At most {limit:,} characters (got {len(value):,}).")
+        elif problem := text_problem(value):
+            errors.add(f"{where}.{name}", problem)
+        cleaned[name] = value
+    for name in ("tool_arguments", "tool_output"):
+        if entry.get(name) is not None:
+            if problem := json_problem(entry[name]):
+                errors.add(f"{where}.{name}", problem)
+            cleaned[name] = entry[name]
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = entry.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+            errors.add(f"{where}.{name}", "Must be a non-negative integer.")
+        cleaned[name] = value
+    created_at = entry.get("created_at")
+    if created_at is not None:
+        if not isinstance(created_at, datetime):
+            errors.add(f"{where}.created_at", "Must be a datetime.")
+        cleaned["created_at"] = created_at
+    return cleaned
+
+
+def append_activity(
+    *, task: Task | str, actor: Actor, entries: list[dict[str, Any]], organization_id: int | None = None
+) -> list[ActivityEntry]:
+    """Append entries to a task's activity log (one event per batch; the task's version is kept).
+
+    Activity does not bump the version on purpose: an agent logging its steps must not make
+    every open edit form stale.
+    """
+    errors = Errors()
+    if not isinstance(entries, list) or not entries:
+        raise InvalidInput({"entries": ["Must be a non-empty list."]})
+    if len(entries) > ACTIVITY_BATCH_LIMIT:
+        raise InvalidInput({"entries": [f"At most {ACTIVITY_BATCH_LIMIT} entries per call."]})
+    cleaned = [_clean_activity(entry, i, errors) for i, entry in enumerate(entries)]
+    errors.raise_if_any()
+    with changing(task, actor=actor, organization_id=organization_id) as change:
+        locked = change.task
+        rows = [
+            ActivityEntry(task=locked, organization_id=locked.organization_id, **{"created_at": change.now, **values})
+            for values in cleaned
+        ]
+        created = ActivityEntry.objects.bulk_create(rows)
+        change.note(
+            change="activity",
+            after={"activity_ids": [row.pk for row in created], "kinds": sorted({row.kind for row in created})},
+        )
+        change.record(EventType.ACTIVITY, save=False)
+    return created

@@ -1,0 +1,255 @@
+"""The kernel every task service runs on: lock, check the version, apply, record.
+
+    with changing(task, actor=actor, organization_id=org, expected_version=v) as change:
+        change.merge("metadata", {...})
+        change.move_to("completed")          # lifecycle check, timestamps, HITL withdrawal
+        change.set(result="done")
+        change.record(EventType.UPDATED)     # version bump, counts, TaskEvent + snapshot, bell
+
+One transaction per change. The task row is locked first (SELECT ... FOR UPDATE, scoped to
+its organization); `record` then takes the organization's event lock, so event ids become
+visible in id order within an organization (a reader resuming "after id N" can never skip a
+late-committing event) and the status counts are updated without races. The lock is taken as
+the last step before commit, so it covers only the count update, the event insert and the
+commit itself. After commit the bell rings (live.bell): the event row is the truth, the bell
+only tells readers to look.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .. import lifecycle
+from ..lifecycle import Status
+from ..models import EventType, HitlDecision, HitlRequest, Task, TaskEvent
+from . import counters
+from .actors import Actor
+from .errors import TaskNotFound, TransitionRefused, VersionConflict
+from .snapshots import task_snapshot
+from .validation import TASK_ID_RE, merge_object
+
+_EVENT_LOCK_NAMESPACE = 7411
+_UNKNOWN = object()
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
+    """The live task, locked for this transaction; TaskNotFound outside its organization.
+
+    A public id is only meaningful within an organization, so one without `organization_id`
+    is a programming error, not a lookup across organizations.
+    """
+    qs = Task.objects.select_related("agent", "parent")
+    if connection.features.has_select_for_update_of:
+        qs = qs.select_for_update(of=("self",))
+    else:
+        qs = qs.select_for_update()
+    if isinstance(task, Task):
+        qs = qs.filter(pk=task.pk, organization_id=task.organization_id)
+        label = task.public_id
+    else:
+        if organization_id is None:
+            raise ValueError("A task id is looked up within an organization: pass organization_id.")
+        if not isinstance(task, str) or not TASK_ID_RE.match(task):
+            raise TaskNotFound(f"Task not found: {task!r}")
+        qs = qs.filter(public_id=task, organization_id=organization_id)
+        label = task
+    found = qs.filter(deleted_at__isnull=True).first()
+    if found is None:
+        raise TaskNotFound(f"Task not found: {label}")
+    return found
+
+
+def last_event(task: Task) -> TaskEvent | None:
+    return TaskEvent.objects.filter(task_id=task.pk).order_by("-id").first()
+
+
+def status_effects(task: Task, target: str, now: datetime, *, retry: bool = False) -> dict[str, Any]:
+    """The timestamp and flag changes a status change implies."""
+    if retry:
+        return {
+            "finished_at": None,
+            "started_at": None,
+            "paused_at": None,
+            "is_manually_stopped": False,
+            "execution_attempts": task.execution_attempts + 1,
+            "duration": 0.0,
+        }
+    effects: dict[str, Any] = {}
+    if target == Status.EXECUTING and task.started_at is None:
+        effects["started_at"] = now
+    if target == Status.PAUSED:
+        effects["paused_at"] = now
+    if lifecycle.is_terminal(target):
+        effects["finished_at"] = now
+        start = task.started_at or task.created_at
+        effects["duration"] = round(max((now - start).total_seconds(), 0.0), 3)
+    return effects
+
+
+class Change:
+    """One change to one locked task: what changed, before and after, and the event it becomes."""
+
+    def __init__(self, task: Task, actor: Actor, now: datetime | None = None, *, created: bool = False) -> None:
+        self.task = task
+        self.actor = actor
+        self.now = now or timezone.now()
+        self.changes: list[str] = []
+        self.before: dict[str, Any] = {}
+        self.after: dict[str, Any] = {}
+        # The status this task was counted under before the change (None: new or deleted).
+        self._counted_as = None if created else (task.status if task.deleted_at is None else None)
+        self.pending_hitl_id: Any = _UNKNOWN
+        self.event: TaskEvent | None = None
+
+    # --- applying -------------------------------------------------------------------------
+
+    def set(self, **values: Any) -> None:
+        """Set fields on the locked task, remembering each real change with its before/after."""
+        for name, value in values.items():
+            old = getattr(self.task, name)
+            if old == value:
+                continue
+            if name not in self.changes:
+                self.changes.append(name)
+                self.before[name] = jsonable(old)
+            self.after[name] = jsonable(value)
+            setattr(self.task, name, value)
+
+    def replace(self, name: str, value: dict) -> None:
+        self.set(**{name: value})
+
+    def merge(self, name: str, patch: dict) -> None:
+        """Merge top-level keys into an object field; before/after hold only the touched keys."""
+        current = getattr(self.task, name) or {}
+        touched = [k for k in patch if k not in current or current[k] != patch[k]]
+        if not touched:
+            return
+        setattr(self.task, name, merge_object(current, patch))
+        self.changes.append(name)
+        self.before[name] = {k: current[k] for k in touched if k in current}
+        self.after[name] = {k: patch[k] for k in touched}
+
+    def move_to(self, target: str, *, retry: bool = False, values: dict[str, Any] | None = None) -> None:
+        """Change the status through the lifecycle table, with the effects it implies.
+
+        `values` the caller sent (a reported duration, a reason) win over derived effects. A
+        task leaving its pause by any road other than a decision withdraws its pending request.
+        """
+        values = dict(values or {})
+        current = self.task.status
+        if target == current and not retry:
+            self.set(**values)
+            return
+        try:
+            lifecycle.check_transition(current, target, retry=retry)
+        except lifecycle.TransitionError as exc:
+            raise TransitionRefused(exc) from None
+        effects = status_effects(self.task, target, self.now, retry=retry)
+        if retry and "status_reason" not in values:
+            values["status_reason"] = ""
+        if current == Status.PAUSED and target != Status.PAUSED and self.pending_hitl_id is not None:
+            self.withdraw_pending_hitl()
+        self.set(**{**effects, **values, "status": target})
+
+    def withdraw_pending_hitl(self) -> None:
+        HitlRequest.objects.filter(task=self.task, decision__isnull=True).update(
+            decision=HitlDecision.WITHDRAWN, decided_at=self.now, decided_by_label=self.actor.label[:200]
+        )
+        self.pending_hitl_id = None
+
+    def note(self, *, change: str | None = None, before: dict | None = None, after: dict | None = None) -> None:
+        """Facts the event carries beyond field changes (the HITL request, a decision)."""
+        if change and change not in self.changes:
+            self.changes.append(change)
+        self.before.update({k: jsonable(v) for k, v in (before or {}).items()})
+        self.after.update({k: jsonable(v) for k, v in (after or {}).items()})
+
+    # --- recording ------------------------------------------------------------------------
+
+    def record(self, type: str, *, save: bool = True, force: bool = False) -> TaskEvent | None:
+        """Save the task (version bump) and write its event; nothing when nothing changed."""
+        if not self.changes and not force:
+            return None
+        task = self.task
+        if save:
+            task.version += 1
+            task.updated_at = self.now
+            fields = [name for name in self.changes if name in _FIELD_NAMES]
+            task.save(update_fields=[*fields, "version", "updated_at"])
+        take_event_lock(task.organization_id)
+        counted_as = task.status if task.deleted_at is None else None
+        counters.apply(task.organization_id, self._counted_as, counted_as)
+        self._counted_as = counted_as
+        snapshot = None
+        if type != EventType.ACTIVITY:
+            snapshot = task_snapshot(task, pending_hitl_id=self._pending_hitl_id())
+        self.event = TaskEvent.objects.create(
+            task=task,
+            organization_id=task.organization_id,
+            type=type,
+            changes=list(self.changes),
+            before=self.before,
+            after=self.after,
+            actor_kind=self.actor.kind,
+            actor_user=self.actor.user_or_none,
+            actor_token=self.actor.token,
+            actor_label=self.actor.label[:200],
+            face=self.actor.face,
+            task_version=task.version,
+            snapshot=snapshot,
+            created_at=self.now,
+        )
+        ring_on_commit(self.event)
+        return self.event
+
+    def _pending_hitl_id(self) -> int | None:
+        if self.task.status != Status.PAUSED or self.task.deleted_at is not None:
+            return None
+        if self.pending_hitl_id is _UNKNOWN:
+            self.pending_hitl_id = (
+                HitlRequest.objects.filter(task=self.task, decision__isnull=True).values_list("pk", flat=True).first()
+            )
+        return self.pending_hitl_id
+
+
+_FIELD_NAMES = {f.name for f in Task._meta.concrete_fields}
+
+
+def take_event_lock(organization_id: int) -> None:
+    """Serialise event inserts (and count updates) per organization until commit (PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_EVENT_LOCK_NAMESPACE, organization_id])
+
+
+def ring_on_commit(event: TaskEvent) -> None:
+    from ..live import bell  # the live package reads the log; the write path only rings
+
+    transaction.on_commit(partial(bell.ring, event.organization_id, event.pk), robust=True)
+
+
+@contextmanager
+def changing(
+    task: Task | str,
+    *,
+    actor: Actor,
+    organization_id: int | None = None,
+    expected_version: int | None = None,
+) -> Iterator[Change]:
+    """Lock the task (scoped to its organization), check the expected version, yield a Change."""
+    with transaction.atomic():
+        locked = lock_task(task, organization_id)
+        if expected_version is not None and expected_version != locked.version:
+            raise VersionConflict(locked, expected_version, last_event(locked))
+        yield Change(locked, actor)

@@ -1,0 +1,217 @@
+"""What the write path accepts: every field's type and size, and what JSON may be stored.
+
+Only values every reader can render are stored: finite numbers, text without NUL characters or
+lone surrogates (PostgreSQL refuses both), JSON of bounded size and depth, and the shapes the
+pages expect (a deep-planning object holds a list of task objects).
+"""
+
+import json
+import math
+import re
+from typing import Any
+
+from .. import lifecycle
+from .errors import Errors
+
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
+TASK_ID_MESSAGE = "Must be 1-100 characters: letters, digits and . _ : @ - (starting with a letter or digit)."
+JSON_LIMIT_BYTES = 64 * 1024
+JSON_MAX_DEPTH = 32
+# Durations and token counts beyond these are input errors, not measurements.
+MAX_DURATION_SECONDS = 10 * 365 * 24 * 3600.0
+MAX_COUNT = 2**62
+
+TEXT_LIMITS: dict[str, int] = {
+    "title": 500,
+    "name": 200,
+    "source": 100,
+    "agent_version": 100,
+    "triggering_agent_id": 200,
+    "status_reason": 2_000,
+    "internal_status": 100,
+    "last_executed_node_id": 200,
+    "output_format": 50,
+    "think_mode": 20,
+    "voice_id": 100,
+    "input_text": 100_000,
+    "result": 100_000,
+    "additional_context": 20_000,
+    "instructions_override": 20_000,
+    "expected_output": 20_000,
+}
+OBJECT_FIELDS = {"metadata", "params", "payload_extension", "deep_planning", "output_schema", "input_user"}
+LIST_FIELDS = {"input_files", "used_tools", "mcp_servers"}
+BOOL_FIELDS = {
+    "is_orchestration",
+    "events_streaming",
+    "return_metrics",
+    "disable_attachment_injection",
+}
+# Nullable fields where None is a value, not "leave untouched".
+NULLABLE = {"name", "result", "output_schema", "input_user"}
+MERGE_FIELDS = {"metadata", "params", "payload_extension"}
+
+# Fields a caller may set when creating a task (a run executed elsewhere may arrive whole).
+CREATE_FIELDS = set(TEXT_LIMITS) | OBJECT_FIELDS | LIST_FIELDS | BOOL_FIELDS
+CREATE_FIELDS |= {"priority", "status", "execution_attempts", "prompt_tokens", "completion_tokens", "duration"}
+# Fields update() patches; status goes through the lifecycle check.
+UPDATE_FIELDS = CREATE_FIELDS
+
+ACTIVITY_TEXT_LIMITS = {"role": 20, "content": 100_000, "tool_name": 200, "tool_call_id": 200}
+ACTIVITY_BATCH_LIMIT = 500
+
+
+def text_problem(value: str) -> str | None:
+    """Why a string cannot be stored (PostgreSQL text refuses NUL; UTF-8 has no lone surrogates)."""
+    if "\x00" in value:
+        return "Must not contain NUL characters."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Must be valid Unicode text (no lone surrogate characters)."
+    return None
+
+
+def json_problem(value: Any, *, limit: int = JSON_LIMIT_BYTES) -> str | None:
+    """Why a JSON value cannot be stored and read back by every face, or None.
+
+    Walks the value without recursion (a hostile body may nest thousands of levels).
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > JSON_MAX_DEPTH:
+            return f"At most {JSON_MAX_DEPTH} levels of nesting."
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                return problem
+        elif isinstance(item, bool) or item is None or isinstance(item, int):
+            continue
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "Numbers must be finite (no NaN or Infinity)."
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return "Object keys must be strings."
+                if problem := text_problem(key):
+                    return problem
+                stack.append((child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, depth + 1) for child in item)
+        else:
+            return f"Not a JSON value: {type(item).__name__}."
+    if len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode()) > limit:
+        return f"At most {limit // 1024} KB of JSON."
+    return None
+
+
+def json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _deep_planning_problem(value: dict) -> str | None:
+    """The detail page reads `tasks` as a checklist: a list of objects (title, completed)."""
+    tasks = value.get("tasks")
+    if tasks is None:
+        return None
+    if not isinstance(tasks, list) or not all(isinstance(item, dict) for item in tasks):
+        return '`tasks` must be a list of objects (e.g. {"title": "…", "completed": false}).'
+    return None
+
+
+def clean_value(name: str, value: Any, errors: Errors) -> Any:
+    """Check one field's type and size; return the stored form."""
+    if value is None:
+        if name in NULLABLE:
+            return None
+        errors.add(name, "May not be null.")
+        return None
+    if name in TEXT_LIMITS:
+        if not isinstance(value, str):
+            errors.add(name, "Must be a string.")
+        elif name == "name" and not value.strip():
+            errors.add(name, "Must be 1 to 200 characters, or null for no name.")
+        elif len(value) > TEXT_LIMITS[name]:
+            errors.add(name, f"At most {TEXT_LIMITS[name]:,} characters (got {len(value):,}).")
+        elif problem := text_problem(value):
+            errors.add(name, problem)
+        return value
+    if name in OBJECT_FIELDS:
+        if not isinstance(value, dict):
+            errors.add(name, f"Must be a JSON object, not {json_type(value)}.")
+        elif (problem := json_problem(value)) or name == "deep_planning" and (problem := _deep_planning_problem(value)):
+            errors.add(name, problem)
+        return value
+    if name in LIST_FIELDS:
+        if not isinstance(value, list):
+            errors.add(name, f"Must be a JSON array, not {json_type(value)}.")
+        elif problem := json_problem(value):
+            errors.add(name, problem)
+        elif name in ("input_files", "used_tools") and not all(isinstance(v, str) for v in value):
+            errors.add(name, "Must be a list of strings.")
+        return value
+    if name in BOOL_FIELDS:
+        if not isinstance(value, bool):
+            errors.add(name, "Must be true or false.")
+        return value
+    if name == "priority":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 80.0 from a JSON encoder that writes every number as a float
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.add(name, "Must be an integer from 0 to 100.")
+        elif not 0 <= value <= 100:
+            errors.add(name, f"Must be from 0 to 100 (got {value}).")
+        return value
+    if name in ("prompt_tokens", "completion_tokens", "execution_attempts"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errors.add(name, "Must be a non-negative integer.")
+        elif value > MAX_COUNT:
+            errors.add(name, "Too large.")
+        return value
+    if name == "duration":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.add(name, "Must be a non-negative number of seconds.")
+            return value
+        if not math.isfinite(value) or not 0 <= value <= MAX_DURATION_SECONDS:
+            errors.add(name, f"Must be a finite number of seconds from 0 to {MAX_DURATION_SECONDS:.0f}.")
+            return value
+        return float(value)
+    if name == "status":
+        if value not in lifecycle.STATUS_LABELS:
+            errors.add(name, f"Unknown status {value!r}; expected one of: {', '.join(lifecycle.STATUSES)}.")
+        return value
+    errors.add(name, "Unknown field.")
+    return value
+
+
+def clean_fields(values: dict[str, Any], allowed: set[str], errors: Errors) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in allowed:
+            errors.add(name, "Unknown field.")
+            continue
+        cleaned[name] = clean_value(name, value, errors)
+    return cleaned
+
+
+def check_task_id(task_id: Any, errors: Errors, name: str = "id") -> None:
+    if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+        errors.add(name, TASK_ID_MESSAGE)
+
+
+def merge_object(current: dict | None, patch: dict) -> dict:
+    """The one merge rule for metadata, params and payload extension: top-level keys overwrite."""
+    merged = dict(current or {})
+    merged.update(patch)
+    return merged
