@@ -1,7 +1,7 @@
 """daphne, with every fragment render counted (for bench_fanout.py).
 
-Runs the daphne command line unchanged, after wrapping tasks_app.live_fragments.render_event_html
-(tasks_app.live looks it up at call time) so that each render appends "<event id> <page>" to
+Runs the daphne command line unchanged, after wrapping tasks_app.live.fragments.render_event_html
+(tasks_app.live.cache looks it up at call time) so that each render appends "<event id> <page>" to
 the file named by BENCH_RENDER_LOG. The bench reads that file to count renders per event.
 
     BENCH_RENDER_LOG=/tmp/renders.log python bench/_daphne_counting.py -b 127.0.0.1 -p 8000 dashboard.asgi:application
@@ -20,7 +20,7 @@ django.setup()
 
 from daphne.cli import CommandLineInterface  # noqa: E402
 
-from tasks_app import live_fragments  # noqa: E402
+from tasks_app.live import fragments as live_fragments  # noqa: E402
 
 _render = live_fragments.render_event_html
 _log = open(os.environ["BENCH_RENDER_LOG"], "a", buffering=1)  # noqa: SIM115 (open for the process's life)

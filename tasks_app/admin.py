@@ -1,7 +1,7 @@
 """Django admin: a superuser tool over every organization. Task writes go through the services.
 
 Django's admin saves a ModelForm by calling `obj.save()`; for tasks that would skip validation,
-the lifecycle, the version bump, the TaskEvent and the broadcast. So `TaskAdminForm` makes the
+the lifecycle, the version bump, the TaskEvent and the live bell. So `TaskAdminForm` makes the
 service call itself, as the last step of validation (`_post_clean`): a refusal becomes a form
 error on the page, and when the form is valid the task is already saved, audited and published,
 so `save_model` has nothing left to do. Task deletes are soft deletes through the services too.
@@ -241,7 +241,9 @@ class TaskAdmin(admin.ModelAdmin):
     def _run_per_task(self, request: HttpRequest, queryset: QuerySet[Task], verb: str, call) -> None:
         actor = services.Actor.for_user(request.user, face=Face.ADMIN)
         done, failed = 0, []
-        for task in queryset.only("pk", "public_id", "organization_id"):
+        # The changelist queryset joins organization/agent/parent (get_queryset): drop the joins,
+        # the services lock and re-read each task themselves.
+        for task in queryset.select_related(None).only("pk", "public_id", "organization_id"):
             try:
                 call(task=task, actor=actor)
             except services.ServiceError as exc:
@@ -370,18 +372,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class TaskEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "type", "task_id", "actor_label", "actor_kind", "face", "task_version", "created_at")
     list_filter = ("type", "face", "actor_kind", "organization")
-    search_fields = ("=task__id", "actor_label")
+    search_fields = ("=task__public_id", "actor_label")
 
 
 @admin.register(ActivityEntry)
 class ActivityEntryAdmin(ReadOnlyAdmin):
     list_display = ("id", "task_id", "kind", "role", "tool_name", "created_at")
     list_filter = ("kind", "organization")
-    search_fields = ("=task__id", "tool_name")
+    search_fields = ("=task__public_id", "tool_name")
 
 
 @admin.register(HitlRequest)
 class HitlRequestAdmin(ReadOnlyAdmin):
     list_display = ("id", "task_id", "question", "decision", "requested_at", "decided_by_label", "decided_at")
     list_filter = ("decision", "organization")
-    search_fields = ("=task__id", "question")
+    search_fields = ("=task__public_id", "question")

@@ -10,7 +10,10 @@
  *    organization), and makes every (re)connect resume from there: the extension captures the
  *    ws-connect URL once, so we rewrite `after=org:id,org:id` in htmx.createWebSocket;
  *  - reconnects after any unexpected close (the extension only retries 1006/1011/1012/1013;
- *    a server restart closes with 1001);
+ *    a server restart closes with 1001), but not after the server ended the page's updates on
+ *    purpose (tasks_app/consumers.py): 4401 signed out and 4403/4404 no access stop reconnecting
+ *    (data-ws="signed-out" / "no-access"; another try would be refused the same way), and 4409
+ *    (too far behind to replay) reloads the page;
  *  - marks an edit form whose field has focus as dirty before a frame swaps, so the dirty-form
  *    guard in static/js/taskdesk.js keeps it (and says the task changed) instead of replacing it.
  */
@@ -18,6 +21,22 @@
   "use strict";
 
   var RETRY_CODES = [1006, 1011, 1012, 1013]; // the extension retries these itself
+  var ENDED = { 4401: "signed-out", 4403: "no-access", 4404: "no-access" }; // closed on purpose
+  var RELOAD_CODE = 4409; // too far behind to replay: a fresh page is cheaper
+  var ENDED_STATES = { "signed-out": true, "no-access": true };
+  var LABELS = {
+    open: "live",
+    delayed: "live updates paused",
+    connecting: "connecting…",
+    "signed-out": "signed out",
+    "no-access": "no access",
+  };
+  var TITLES = {
+    open: "Live updates on",
+    delayed: "Live updates paused: the server cannot reach its message bus. This page catches up from the event log by itself.",
+    "signed-out": "Signed out: sign in again for live updates",
+    "no-access": "You no longer have access to this page's organization",
+  };
   var lastEventId = 0;
   var positions = {}; // organization id -> newest event id seen
   var currentSocket = null;
@@ -25,14 +44,23 @@
 
   function setState(state) {
     document.documentElement.dataset.ws = state;
+    // An open socket whose server reports the channel layer unreachable (#live-health, pushed by
+    // the hub) is still live, only slower: it reads the event log every second meanwhile.
+    var shown = state === "open" && serverDelayed() ? "delayed" : state;
+    document.documentElement.dataset.live = shown;
     var indicator = document.getElementById("live-indicator");
     if (indicator) {
-      indicator.dataset.state = state;
-      indicator.classList.toggle("is-live", state === "open");
-      indicator.classList.toggle("is-reconnecting", state !== "open");
-      indicator.textContent = state === "open" ? "live" : state === "connecting" ? "connecting…" : "reconnecting…";
-      indicator.title = state === "open" ? "Live updates on" : "Live updates interrupted; reconnecting";
+      indicator.dataset.state = shown;
+      indicator.classList.toggle("is-live", shown === "open");
+      indicator.classList.toggle("is-reconnecting", shown !== "open" && !ENDED_STATES[shown]);
+      indicator.textContent = LABELS[shown] || "reconnecting…";
+      indicator.title = TITLES[shown] || "Live updates interrupted; reconnecting";
     }
+  }
+
+  function serverDelayed() {
+    var health = document.getElementById("live-health");
+    return !!health && health.dataset.liveState === "delayed";
   }
 
   function noteEventId(value) {
@@ -131,6 +159,14 @@
     var code = evt.detail.event && evt.detail.event.code;
     var socketElt = evt.target;
     currentSocket = null;
+    if (code === RELOAD_CODE) {
+      window.location.reload();
+      return;
+    }
+    if (ENDED[code]) {
+      setState(ENDED[code]);
+      return;
+    }
     setState("closed");
     if (!document.body.contains(socketElt) || RETRY_CODES.indexOf(code) >= 0) return;
     var wrapper = evt.detail.socketWrapper;
@@ -144,6 +180,13 @@
   document.addEventListener("htmx:wsBeforeMessage", function (evt) {
     protectFocusedForm();
     noteFrameEventId(evt.detail.message);
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    // A pushed #live-health or #live-notice replaced the page's own: show what it says.
+    var notice = document.getElementById("live-notice");
+    if (notice && notice.textContent.trim()) notice.hidden = false;
+    if (document.documentElement.dataset.ws === "open") setState("open");
   });
 
   // For the browser tests and the curious: read-only state plus a way to drop the socket.

@@ -25,9 +25,9 @@ Key = tuple[int, str, bool]
 def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
     """The fragment for one event, from the dashboard's templates (escaped there, not here)."""
     # Looked up at call time so tests can count or replace the renderer.
-    from .. import live_fragments
+    from . import fragments as presenters_of_events
 
-    return live_fragments.render_event_html(event, page=page, can_edit=can_edit)
+    return presenters_of_events.render_event_html(event, page=page, can_edit=can_edit)
 
 
 def _load_and_render(event_id: int, event: TaskEvent | None, page: str, can_edit: bool) -> str:
@@ -70,7 +70,9 @@ class FragmentCache:
     async def _render(self, key: Key, event: TaskEvent | None) -> str:
         event_id, page, can_edit = key
         try:
-            html = await database_sync_to_async(_load_and_render)(event_id, event, page, can_edit)
+            html = await database_sync_to_async(_load_and_render, thread_sensitive=False)(
+                event_id, event, page, can_edit
+            )
         finally:
             self._in_flight.pop(key, None)
         self._done[key] = html

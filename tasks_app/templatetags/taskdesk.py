@@ -188,7 +188,7 @@ def as_list(value: Any) -> list:
 @register.filter
 def search_text(task) -> str:
     """What the list's free-text search looks at, lowercased, for marking pushed rows client-side."""
-    return f"{task.pk} {task.title} {task.input_text[:500]}".lower()
+    return f"{task.public_id} {task.title} {task.input_text[:500]}".lower()
 
 
 @register.filter

@@ -10,8 +10,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from .. import selectors, services
+from ..live.presenters import replay_context
 from ..models import Face
-from .context import replay_context
 
 INBOX = "approvals/inbox.html"
 PANEL = "approvals/decision_panel.html"

@@ -23,7 +23,7 @@ from tasks_app.selectors import SORT_FIELDS, TaskFilters
 from tasks_app.services import Actor
 from tasks_app.templatetags.taskdesk import task_url
 
-from .context import conflict_context, detail_context, replay_context, status_count_groups
+from ..live.presenters import conflict_context, detail_context, replay_context, status_count_groups
 
 LIST_TEMPLATE = "tasks/task_list.html"
 DETAIL_TEMPLATE = "tasks/task_detail.html"

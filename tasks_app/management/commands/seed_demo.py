@@ -6,10 +6,10 @@ the command again creates only the tasks that are missing and never changes exis
 
 Why tasks are bulk-inserted here instead of going through `services.task_create`: seeding
 creates rows that did not exist, it changes no existing task, and the per-call transaction,
-advisory lock and broadcast of the services would make a million rows take hours. Every
+advisory lock and live bell of the services would make a million rows take hours. Every
 seeded task still gets its `task.created` TaskEvent (bulk-inserted with it, in the same
 transaction), so the history and the replay log are as consistent as for any other task.
-Seeded events are not broadcast: no browser shows tasks that did not exist a moment ago.
+Seeded events ring no bell: no browser shows tasks that did not exist a moment ago.
 """
 
 import random

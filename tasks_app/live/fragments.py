@@ -13,14 +13,14 @@ page "list":
   (inside the page's `#status-counts`);
 - `<meta id="last-event-id" data-event-id="<event id>">`.
 
-page "approvals" (the HITL inbox): live_fragments_hitl.render_hitl_event_html, and the event id.
+page "approvals" (the HITL inbox): fragments_hitl.render_hitl_event_html, and the event id.
 
 page "detail":
 - the panels `#task-header`, `#panel-status`, `#panel-hitl`, `#panel-result`, `#panel-metadata`,
   `#panel-params`, `#panel-priority`, `#panel-tokens`, `#panel-plan` (hx-swap-oob="true");
 - the history entry, prepended to `#history-list` (`afterbegin`);
 - `#panel-hitl` (the decision panel) only when the pause changed;
-- for `task.activity`, the new entries appended to the open activity log (live_fragments_hitl);
+- for `task.activity`, the new entries appended to the open activity log (fragments_hitl);
 - `<meta id="last-event-id" ...>`.
 
 The task is read as it is now (not as it was at the event): a replayed event shows the
@@ -31,9 +31,10 @@ socket with the same (event, page, can_edit).
 
 from django.template.loader import render_to_string
 
-from . import live_fragments_hitl, selectors
-from .models import EventType, TaskEvent
-from .views.context import detail_context, status_count_groups
+from .. import selectors
+from ..models import EventType, TaskEvent
+from . import fragments_hitl
+from .presenters import detail_context, status_count_groups
 
 PAGES = ("list", "detail", "approvals")
 HITL_EVENTS = (EventType.HITL_REQUESTED, EventType.HITL_DECIDED, EventType.DELETED)
@@ -44,7 +45,7 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
     if page not in PAGES:
         raise ValueError(f"page must be one of {PAGES}, not {page!r}")
     if page == "approvals":
-        html = live_fragments_hitl.render_hitl_event_html(event, can_edit=can_edit)
+        html = fragments_hitl.render_hitl_event_html(event, can_edit=can_edit)
         return html + render_to_string("tasks/task_list.html#last-event-id", {"event": event})
     task = selectors.task_for_fragment(event.task_id)
     if task is None:  # hard-deleted (cascade) since: only the event id moves on
@@ -65,8 +66,8 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
             group = status_count_groups([task.organization])[0]
             context.update(organization=group["organization"], counts=group["counts"], counts_changed=True)
         html = render_to_string("tasks/task_list.html#live-list", context)
-        if live_fragments_hitl.affects_pending_count(event):
-            html += live_fragments_hitl.render_badge_html(event)
+        if fragments_hitl.affects_pending_count(event):
+            html += fragments_hitl.render_badge_html(event)
         return html
     context = {
         **detail_context(task, can_edit=can_edit, history=False),
@@ -74,9 +75,9 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
         # The decision panel is re-rendered only when the pause changed, so a reviewer typing
         # a reason is not interrupted by the agent's unrelated activity.
         "hitl_changed": event.type in HITL_EVENTS or "status" in (event.changes or []),
-        "activity_html": live_fragments_hitl.render_activity_event_html(event),
+        "activity_html": fragments_hitl.render_activity_event_html(event),
     }
     html = render_to_string("tasks/task_detail.html#live-detail", context)
-    if live_fragments_hitl.affects_pending_count(event):
-        html += live_fragments_hitl.render_badge_html(event)
+    if fragments_hitl.affects_pending_count(event):
+        html += fragments_hitl.render_badge_html(event)
     return html

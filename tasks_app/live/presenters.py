@@ -1,4 +1,4 @@
-"""Template context shared by the dashboard pages and the fragments pushed over websockets.
+"""Presenters: template context shared by the dashboard pages and the fragments pushed live.
 
 A page and a pushed fragment render the same partials; these builders give both the same
 names, so a partial never depends on which of the two rendered it.

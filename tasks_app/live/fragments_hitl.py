@@ -12,9 +12,9 @@ Events that change nothing on these pages render to "" (the caller sends nothing
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from . import selectors
-from .lifecycle import Status
-from .models import ActivityEntry, EventType, HitlRequest, TaskEvent
+from .. import selectors
+from ..lifecycle import Status
+from ..models import ActivityEntry, EventType, HitlRequest, TaskEvent
 
 
 def _hitl_for(event: TaskEvent) -> HitlRequest | None:
