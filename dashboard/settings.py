@@ -5,6 +5,7 @@ PostgreSQL (psycopg 3, pooled), `REDIS_URL` to the channels-redis layer and the 
 A malformed value stops start-up with `ImproperlyConfigured` naming the variable.
 """
 
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -40,6 +41,19 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def envfloat(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ImproperlyConfigured(f"{name} must be a finite number of at least {minimum}, got {raw!r}")
     return value
 
 
@@ -164,9 +178,21 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8's socket_timeout=5 collides with the layer's 5 s BZPOPMIN and
-                # drops idle sockets; a 100-connection pool breaks mass group_discard.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 5000}],
+                # The layer's receive blocks in BZPOPMIN for 5 s, so the socket timeout must be
+                # longer (redis-py 8's default 5 s dropped idle receivers), but finite: a hung
+                # Redis then fails the hub's listener within seconds (pages say "delayed" and read
+                # the log) instead of never. Publishes carry their own 1 s bound (live/bell.py).
+                # The health check pings a connection idle for 10 s before reuse, so one kept
+                # across a Redis restart is replaced instead of losing a bell.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 1,
+                        "health_check_interval": 10,
+                        "max_connections": 1000,
+                    }
+                ],
                 # The default 100 is shared by every consumer of a process and drops bursts.
                 "capacity": CHANNEL_CAPACITY,
                 "expiry": 60,
@@ -179,7 +205,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_PREFIX", "taskdesk"),
-            "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5},
+            # Nothing may wait long on Redis: it answers in well under a millisecond or not at all.
+            "OPTIONS": {"socket_timeout": 0.25, "socket_connect_timeout": 0.25},
         }
     }
 else:
@@ -190,6 +217,15 @@ else:
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Live updates (tasks_app/live/hub.py) ----------------------------------------------
+# Each process reads its organizations' newest event ids this often when no bell came (a bell
+# lost to a Redis blip costs at most this long), every LIVE_DEGRADED_CHECK_SECONDS while the
+# channel layer is unreachable, and re-checks every open socket's and stream's credentials
+# (logout, expiry, password change, membership, revoked token) every LIVE_CREDENTIALS_CHECK_SECONDS.
+LIVE_IDLE_CHECK_SECONDS = envfloat("LIVE_IDLE_CHECK_SECONDS", 2.0, minimum=0.1)
+LIVE_DEGRADED_CHECK_SECONDS = envfloat("LIVE_DEGRADED_CHECK_SECONDS", 1.0, minimum=0.1)
+LIVE_CREDENTIALS_CHECK_SECONDS = envfloat("LIVE_CREDENTIALS_CHECK_SECONDS", 3.0, minimum=0.1)
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -211,7 +247,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where `collectstatic` puts the files WhiteNoise serves when DEBUG is off.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Taskdesk limits --------------------------------------------------------------------
@@ -233,8 +270,10 @@ def envrates(name: str, default: dict[str, tuple[int, int]]) -> dict[str, tuple[
     return rates
 
 
-# Per-token API rate limits (count per seconds). The JSON-RPC seed documents 20 task.update/minute.
+# Per-token API rate limits (count per seconds, sliding window, tasks_app/api/ratelimit.py).
+# The JSON-RPC seed documents 20 task.update per minute.
 RATE_LIMITS = envrates("RATE_LIMITS", {"jsonrpc.task.update": (20, 60), "*": (600, 60)})
+RATE_LIMIT_PREFIX = os.environ.get("CACHE_PREFIX", "taskdesk") + ":ratelimit"
 
 LOGGING = {
     "version": 1,
@@ -244,6 +283,9 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
+        # A 403 or 404 is an answer, not an incident: log server errors only (no tracebacks for
+        # ordinary refusals).
+        "django.request": {"level": "ERROR"},
     },
 }
 

@@ -72,12 +72,15 @@ def test_database_url_gives_pooled_postgresql():
     assert config["options"]["pool"]["max_size"] == 7
 
 
-def test_redis_url_gives_the_redis_layer_without_socket_timeout():
+def test_redis_url_gives_the_redis_layer_with_finite_timeouts():
+    # Finite so a hung Redis fails the hub's listener instead of hanging it;
+    # longer than channels_redis' 5 s BZPOPMIN so an idle receive is not cut off.
     config = loaded(REDIS_URL="redis://127.0.0.1:6379/3")
     assert config["layer"] == "channels_redis.core.RedisChannelLayer"
     host = config["config"]["hosts"][0]
     assert host["address"] == "redis://127.0.0.1:6379/3"
-    assert host["socket_timeout"] is None
+    assert 5 < host["socket_timeout"] < 60
+    assert host["socket_connect_timeout"] <= 2
     assert config["config"]["capacity"] >= 1000
     assert config["cache"].endswith("RedisCache")
 
