@@ -1,14 +1,16 @@
 """Server-sent events: the replay loop itself, and a real daphne stream with Last-Event-ID."""
 
+import asyncio
 import json
+import time
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
 from tasks_app.api.sse import event_stream, format_jsonrpc, format_native
-from tasks_app.models import Organization, TaskEvent
-from tasks_app.services import Actor, api_token_create, task_create, task_update
+from tasks_app.models import Organization, Task, TaskEvent
+from tasks_app.services import Actor, api_token_create, api_token_revoke, task_create, task_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,7 +58,9 @@ async def test_the_stream_sends_heartbeats_when_idle(acme):
 async def test_the_stream_can_follow_one_task(acme):
     first = await sync_to_async(_make_events)(acme, "a", 2)
     second = await sync_to_async(_make_events)(acme, "b", 2)
-    stream = event_stream(acme.pk, 0, task_id="b-task", heartbeat=60, poll=0.05)
+    # The loop follows a task by its internal key (the face resolved the public id already).
+    b_task = await Task.objects.aget(organization=acme, public_id="b-task")
+    stream = event_stream(acme.pk, 0, task_pk=b_task.pk, heartbeat=60, poll=0.05)
     try:
         assert [e.pk for e in await _take(stream, 2)] == second
     finally:
@@ -128,8 +132,8 @@ def test_a_client_that_reconnects_with_last_event_id_gets_exactly_what_it_missed
             http.patch(f"{daphne_server}/api/v1/tasks/live-1", json={"priority": 12}, headers=headers)
             received = _read_events(stream.iter_lines(), 1)
         # Disconnected after one event: one more was sent, and two happen while away.
-        task_update(task="live-1", actor=actor, priority=13)
-        task_update(task="live-1", actor=actor, title="renamed")
+        task_update(task="live-1", organization_id=acme.pk, actor=actor, priority=13)
+        task_update(task="live-1", organization_id=acme.pk, actor=actor, title="renamed")
         last_seen = int(received[0]["id"])
         missed = list(TaskEvent.objects.filter(task=task, id__gt=last_seen).values_list("id", flat=True))
         assert len(missed) == 3
@@ -171,3 +175,61 @@ def test_sse_refuses_missing_tokens_and_other_organizations_tasks(daphne_server,
         resume = {"Authorization": f"Bearer {globex_raw}", "Last-Event-ID": "0"}
         with http.stream("GET", url, headers=resume, params={"heartbeat": 1}) as stream:
             assert [line for line in _read_until_ping(stream.iter_lines()) if line.startswith("id:")] == []
+
+
+# --- Woken by the bell, ended by a revocation ------------------------------------------------
+
+
+@pytest.fixture
+async def fresh_hub():
+    from tasks_app.live.hub import reset_hub_for_running_loop
+
+    yield
+    await reset_hub_for_running_loop()
+
+
+async def test_a_new_event_wakes_the_stream_without_polling(acme, settings, fresh_hub):
+    settings.LIVE_IDLE_CHECK_SECONDS = 120  # neither the idle check nor the poll can deliver in time
+    ids = await sync_to_async(_make_events)(acme, "a", 1)
+    stream = event_stream(acme.pk, ids[-1], heartbeat=60, poll=120)
+    try:
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.3)  # the stream is asleep on its listener now
+        assert not waiting.done()
+        began = time.monotonic()
+        more = await sync_to_async(_make_events)(acme, "b", 1)
+        event = await asyncio.wait_for(waiting, 5)
+        assert event.pk == more[0]
+        assert time.monotonic() - began < 2
+    finally:
+        await stream.aclose()
+
+
+async def test_revoking_the_token_ends_its_stream_within_seconds(acme, settings, fresh_hub):
+    settings.LIVE_CREDENTIALS_CHECK_SECONDS = 0.2
+    token, _ = await sync_to_async(api_token_create)(organization=acme, name="soon-revoked")
+    ids = await sync_to_async(_make_events)(acme, "a", 1)
+    stream = event_stream(acme.pk, ids[-1], heartbeat=0.5, poll=0.5, token=token)
+    assert await anext(stream) is None  # open, idle: a heartbeat
+    await sync_to_async(api_token_revoke)(token=token)
+    began = time.monotonic()
+    with pytest.raises(StopAsyncIteration):
+        while time.monotonic() - began < 5:
+            await anext(stream)
+    assert time.monotonic() - began < 3
+
+
+def test_a_revoked_token_ends_the_http_stream(daphne_server, acme):
+    token, raw = api_token_create(organization=acme, name="revoked-over-http")
+    with httpx.Client(timeout=httpx.Timeout(15.0)) as http:
+        url = f"{daphne_server}/api/v1/events"
+        with http.stream("GET", url, headers={"Authorization": f"Bearer {raw}"}, params={"heartbeat": 1}) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == ": connected"
+            api_token_revoke(token=token)
+            began = time.monotonic()
+            for _line in lines:  # pings, until the server ends the stream
+                assert time.monotonic() - began < 12, "the stream outlived its token"
+        assert time.monotonic() - began < 12
+        # And the token is refused from now on.
+        assert http.get(url, headers={"Authorization": f"Bearer {raw}"}).status_code == 401

@@ -434,5 +434,7 @@ async def task_stream(request: HttpRequest, task_id: str | None = None, task_nam
         return setup
     (pk, public_id), organization_id, after = setup
     opening = sse_data({"type": "connected", "taskId": public_id})
-    frames = face_frames(organization_id, after, pk, render_event, opening=opening, ping=":ping\n\n")
+    frames = face_frames(
+        organization_id, after, pk, render_event, opening=opening, ping=":ping\n\n", token=request.api_token
+    )
     return sse.stream_response(frames)

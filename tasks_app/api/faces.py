@@ -174,6 +174,7 @@ async def face_frames(
     *,
     opening: str,
     ping: str,
+    token: ApiToken | None = None,
 ) -> AsyncIterator[str]:
     """SSE text of one task's events in a face's shape, on D's `sse.event_stream` loop.
 
@@ -188,11 +189,11 @@ async def face_frames(
             _close_connection()
 
     yield opening
-    async for event in sse.event_stream(organization_id, after_id, task_pk=task_pk):
+    async for event in sse.event_stream(organization_id, after_id, task_pk=task_pk, token=token):
         if event is None:
             yield ping
             continue
-        frames, last = await sync_to_async(render_closing)(event)
+        frames, last = await sync_to_async(render_closing, thread_sensitive=False)(event)
         for frame in frames:
             yield frame
         if last:

@@ -15,11 +15,13 @@ GET /api/v1/events[?task_id=ID][&format=native|jsonrpc][&after=N][&heartbeat=S]
 Reuse by other faces: `event_stream()` is the transport-free loop (yields TaskEvent rows, or None
 when a heartbeat is due); `sse_frames()` turns it into SSE text with any per-event formatter and
 heartbeat comment; `stream_response()` wraps frames in the streaming response with the right
-headers. The loop polls the event table (`selectors.events_after`), the truth that survives a
-lost channel-layer message, and gives its database connection back between polls.
+headers. The loop reads the event table (`selectors.events_after`), the truth that survives a
+lost channel-layer message, when the live hub wakes it, and gives its database connection back
+between reads. A revoked token ends its streams within seconds.
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,7 +42,8 @@ BATCH = 200
 
 
 def _poll_seconds() -> float:
-    return float(getattr(settings, "SSE_POLL_SECONDS", 1.0))
+    # The hub wakes streams on every bell and on its idle check; this read is only a last resort.
+    return float(getattr(settings, "SSE_POLL_SECONDS", 10.0))
 
 
 def _default_heartbeat() -> float:
@@ -63,25 +66,43 @@ async def event_stream(
     task_pk: int | None = None,
     heartbeat: float | None = None,
     poll: float | None = None,
+    token: ApiToken | None = None,
 ) -> AsyncIterator[TaskEvent | None]:
-    """Every event of the organization (or one task) after `after_id`, forever; None = send a heartbeat."""
+    """Every event of the organization (or one task) after `after_id`; None = send a heartbeat.
+
+    The stream sleeps until its process's live hub (tasks_app.live.hub) hears the organization's
+    bell, then reads the log after its position: no polling while idle. The hub's idle check wakes
+    it when the log moved without a bell (Redis down, a lost bell), and `poll` is a last resort.
+    It ends when the token it was opened with is revoked (the hub re-checks every few seconds).
+    """
+    from ..live.credentials import Identity
+    from ..live.hub import hub_for_running_loop
+
     heartbeat = _default_heartbeat() if heartbeat is None else heartbeat
     poll = _poll_seconds() if poll is None else poll
-    last_sent = time.monotonic()
-    while True:
-        events = await sync_to_async(_events_batch)(organization_id, after_id, task_pk)
-        for event in events:
-            after_id = event.pk
-            yield event
-            last_sent = time.monotonic()
-        if len(events) == BATCH:
-            continue  # more to replay right away
-        idle = time.monotonic() - last_sent
-        if idle >= heartbeat:
-            yield None
-            last_sent = time.monotonic()
-            idle = 0.0
-        await asyncio.sleep(max(0.05, min(poll, heartbeat - idle)))
+    hub = hub_for_running_loop()
+    listener = hub.listen(organization_id, Identity.for_token(token) if token is not None else None)
+    try:
+        last_sent = time.monotonic()
+        while not listener.ended:
+            # Cleared before reading, so a bell that rings during the read wakes the next wait.
+            listener.woken.clear()
+            events = await sync_to_async(_events_batch, thread_sensitive=False)(organization_id, after_id, task_pk)
+            for event in events:
+                after_id = event.pk
+                yield event
+                last_sent = time.monotonic()
+            if len(events) == BATCH:
+                continue  # more to replay right away
+            idle = time.monotonic() - last_sent
+            if idle >= heartbeat:
+                yield None
+                last_sent = time.monotonic()
+                idle = 0.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.woken.wait(), max(0.05, min(poll, heartbeat - idle)))
+    finally:
+        await hub.unlisten(listener)
 
 
 def format_message(event_id: int | None, event_name: str | None, data: Any) -> str:
@@ -218,5 +239,5 @@ async def events(request: HttpRequest) -> HttpResponse:
     if after is None:
         after = await sync_to_async(_newest_event_id)(token.organization_id, task_pk)
 
-    stream = event_stream(token.organization_id, after, task_pk=task_pk, heartbeat=heartbeat)
+    stream = event_stream(token.organization_id, after, task_pk=task_pk, heartbeat=heartbeat, token=token)
     return stream_response(sse_frames(stream, FORMATTERS[fmt]))

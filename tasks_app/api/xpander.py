@@ -600,5 +600,13 @@ async def task_events(request: HttpRequest, task_id: str, org: str | None = None
     if isinstance(setup, HttpResponse):
         return setup
     task_pk, organization_id, after = setup
-    frames = face_frames(organization_id, after, task_pk, render_event, opening=": connected\n\n", ping=": ping\n\n")
+    frames = face_frames(
+        organization_id,
+        after,
+        task_pk,
+        render_event,
+        opening=": connected\n\n",
+        ping=": ping\n\n",
+        token=request.api_token,  # a revoked token ends the stream (live.hub re-checks)
+    )
     return sse.stream_response(frames)
