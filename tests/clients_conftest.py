@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tasks_app.models import Organization, TaskEvent
+from tasks_app.models import Organization, Task, TaskEvent
 from tasks_app.services import api_token_create
 
 HAVE_XPANDER = importlib.util.find_spec("xpander_sdk") is not None and importlib.util.find_spec("agno") is not None
@@ -46,8 +46,13 @@ def face_world_fixture(transactional_db, daphne_server) -> FaceWorld:
     return FaceWorld(daphne_server, acme, globex, acme_raw, globex_raw, revoked_raw)
 
 
-def events_of(task_id: str) -> list[TaskEvent]:
-    return list(TaskEvent.objects.filter(task_id=task_id).order_by("id"))
+def task_of(organization: Organization, task_id: str) -> Task:
+    """The row behind a public id the client saw (ids are unique per organization only)."""
+    return Task.objects.get(organization=organization, public_id=task_id)
+
+
+def events_of(organization: Organization, task_id: str) -> list[TaskEvent]:
+    return list(TaskEvent.objects.filter(task=task_of(organization, task_id)).order_by("id"))
 
 
 def assert_written_by(events: list[TaskEvent], label: str, face: str) -> None:

@@ -3,10 +3,11 @@
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 
-from tasks_app import live_fragments_hitl, selectors, services
+from tasks_app import selectors, services
+from tasks_app.live import fragments_hitl
 from tasks_app.models import ActivityEntry, EventType, TaskEvent
+from tasks_app.templatetags.taskdesk import task_url
 
 HX = {"HTTP_HX_REQUEST": "true"}
 ROW = "data-activity-entry data-kind"  # one per rendered entry
@@ -46,7 +47,7 @@ def _bulk(task, n):
 def _url(task, **params):
     from urllib.parse import urlencode
 
-    base = reverse("task_activity", args=[task.pk])
+    base = task_url(task, "task_activity")
     return base + ("?" + urlencode(params) if params else "")
 
 
@@ -177,7 +178,7 @@ def test_xss_in_content_and_tool_arguments_is_text(client, alice, task, system_a
     client.force_login(alice)
     for html in (
         client.get(_url(task), **HX).content.decode(),
-        live_fragments_hitl.render_activity_event_html(TaskEvent.objects.filter(task=task).last()),
+        fragments_hitl.render_activity_event_html(TaskEvent.objects.filter(task=task).last()),
     ):
         assert "<script>alert(1)" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -188,11 +189,11 @@ def test_pushed_activity_appends_new_entries_at_the_end(task, system_actor):
         task=task, actor=system_actor, entries=[{"content": "hello"}, {"kind": "reasoning", "content": "think"}]
     )
     event = TaskEvent.objects.get(task=task, type=EventType.ACTIVITY)
-    html = live_fragments_hitl.render_activity_event_html(event)
+    html = fragments_hitl.render_activity_event_html(event)
     assert html.lstrip().startswith(f'<div id="activity-append-{event.pk}" hx-swap-oob="beforeend:#activity-entries">')
     assert html.index(f'id="activity-{created[0].pk}"') < html.index(f'id="activity-{created[1].pk}"')
     other = TaskEvent.objects.get(task=task, type=EventType.CREATED)
-    assert live_fragments_hitl.render_activity_event_html(other) == ""
+    assert fragments_hitl.render_activity_event_html(other) == ""
 
 
 def test_viewer_reads_logs(client, bob, task, system_actor):
@@ -212,3 +213,12 @@ def test_bad_cursor_is_400_and_login_is_required(client, alice, task):
     assert client.get(_url(task)).status_code == 302
     client.force_login(alice)
     assert client.get(_url(task, after="x"), **HX).status_code == 400
+
+
+def test_the_same_id_in_another_organization_has_its_own_log(client, charlie, task, globex, system_actor):
+    _fill(task, 2, system_actor)
+    twin, _ = services.task_create(organization=globex, actor=system_actor, id=task.public_id)
+    services.append_activity(task=twin, actor=system_actor, entries=[{"content": "globex only"}])
+    client.force_login(charlie)
+    html = client.get(_url(twin), **HX).content.decode()
+    assert html.count(ROW) == 1 and "globex only" in html and "step 0" not in html

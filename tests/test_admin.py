@@ -25,7 +25,7 @@ def task(acme, agent):
 def make_tasks(org, agent, count: int, start: int = 0) -> None:
     # Test data volume only: bulk rows, not the write path under test.
     Task.objects.bulk_create(
-        [Task(id=f"bulk-{n:05d}", organization=org, agent=agent, title=f"Bulk {n}") for n in range(start, count)]
+        [Task(public_id=f"bulk-{n:05d}", organization=org, agent=agent, title=f"Bulk {n}") for n in range(start, count)]
     )
 
 
@@ -152,10 +152,12 @@ def test_a_stale_form_is_a_version_conflict(admin_client, task):
 def test_adding_a_task_goes_through_task_create(admin_client, admin_user, acme, agent):
     url = reverse("admin:tasks_app_task_add")
     data = form_data(admin_client, url)
-    data.update(id="admin-made", organization=str(acme.pk), agent=str(agent.pk), title="From admin", priority="90")
+    data.update(
+        public_id="admin-made", organization=str(acme.pk), agent=str(agent.pk), title="From admin", priority="90"
+    )
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors
-    task = Task.objects.get(pk="admin-made")
+    task = Task.objects.get(organization=acme, public_id="admin-made")
     assert (task.title, task.priority, task.agent, task.organization) == ("From admin", 90, agent, acme)
     event = TaskEvent.objects.get(task=task)
     assert (event.type, event.actor_user, event.face) == ("task.created", admin_user, "admin")
@@ -164,10 +166,11 @@ def test_adding_a_task_goes_through_task_create(admin_client, admin_user, acme, 
 def test_adding_with_a_taken_id_is_an_error(admin_client, acme, task):
     url = reverse("admin:tasks_app_task_add")
     data = form_data(admin_client, url)
-    data.update(id=task.pk, organization=str(acme.pk), title="Copy")
+    data.update(public_id=task.public_id, organization=str(acme.pk), title="Copy")
     response = admin_client.post(url, data)
     assert response.status_code == 200
     assert Task.objects.get(pk=task.pk).title == "Refund"
+    assert Task.objects.filter(public_id=task.public_id).count() == 1
 
 
 def test_stop_and_retry_actions(admin_client, admin_user, acme, task):
@@ -235,6 +238,19 @@ def test_records_are_read_only(admin_client, task, model):
     if model == "taskevent":
         page = admin_client.get(reverse("admin:tasks_app_taskevent_change", args=[event.pk]))
         assert page.status_code == 200 and b'name="_save"' not in page.content
+
+
+def test_records_are_found_by_their_tasks_public_id(admin_client, acme, globex, task):
+    # Staff paste the id agents and URLs use; the internal row id is never shown to them.
+    other, _ = services.task_create(organization=globex, actor=services.Actor.system("test"), id="t-9")
+    services.append_activity(task=task, actor=services.Actor.system("test"), entries=[{"content": "hi"}])
+    services.hitl_request(task=task, actor=services.Actor.system("test"), question="Go?")
+    for model, expected in (("taskevent", 3), ("activityentry", 1), ("hitlrequest", 1)):
+        cl = admin_client.get(reverse(f"admin:tasks_app_{model}_changelist") + "?q=t-1").context["cl"]
+        assert cl.result_count == expected, model
+        assert {row.task_id for row in cl.result_list} == {task.pk}, model
+    cl = admin_client.get(reverse("admin:tasks_app_taskevent_changelist") + "?q=t-9").context["cl"]
+    assert [row.task_id for row in cl.result_list] == [other.pk]
 
 
 def test_organization_page_has_memberships_inline(admin_client, acme, alice):

@@ -8,9 +8,15 @@ import json
 
 import pytest
 
-from tasks_app.models import Agent, Task, TaskEvent
+from tasks_app.models import Agent, TaskEvent
 
-from .clients_conftest import assert_written_by, events_of, face_world_fixture, requires_agentex  # noqa: F401
+from .clients_conftest import (  # noqa: F401
+    assert_written_by,
+    events_of,
+    face_world_fixture,
+    requires_agentex,
+    task_of,
+)
 
 pytestmark = [requires_agentex, pytest.mark.django_db(transaction=True)]
 
@@ -75,9 +81,9 @@ def test_it_creates_reads_and_updates_tasks(face_world):
     assert out["updated_by_name"].params == {"a": 1, "b": {"y": 2}, "c": 3, "d": 4}
 
     agent = Agent.objects.get(organization=face_world.acme, name="planner")
-    row = Task.objects.get(pk=created.id)
+    row = task_of(face_world.acme, created.id)
     assert (row.agent, row.metadata, row.params) == (agent, {"new": True}, {"a": 1, "b": {"y": 2}, "c": 3, "d": 4})
-    events = events_of(created.id)
+    events = events_of(face_world.acme, created.id)
     assert_written_by(events, LABEL, "agentex")
     assert [e.type for e in events] == ["task.created", "task.updated", "task.updated"]
     assert events[1].after == {"metadata": {"new": True}, "params": {"b": {"y": 2}, "c": 3}}
@@ -119,10 +125,10 @@ def test_it_moves_tasks_with_the_lifecycle_actions(face_world):
     assert out["rpc_canceled"].result.status == "CANCELED"
     assert out["conflict"].status_code == 409 and out["missing"].status_code == 404
 
-    assert Task.objects.get(pk=ids["interrupt"]).status == "completed"
-    assert Task.objects.get(pk=ids["timeout"]).status == "timed_out"
+    assert task_of(face_world.acme, ids["interrupt"]).status == "completed"
+    assert task_of(face_world.acme, ids["timeout"]).status == "timed_out"
     for name, task_id in ids.items():
-        events = events_of(task_id)
+        events = events_of(face_world.acme, task_id)
         assert_written_by(events, LABEL, "agentex")
         assert len(events) == (3 if name == "interrupt" else 2), name  # the refused fail wrote nothing
 
@@ -155,9 +161,9 @@ def test_it_soft_deletes(face_world):
     assert out["read_back"].status == "DELETED" and out["read_by_name"].status == "DELETED"
     assert [t.id for t in out["listed"]] == [keep.id]
     assert {t.id for t in out["listed_deleted"]} == {gone.id, by_name.id}
-    row = Task.objects.get(pk=gone.id)
+    row = task_of(face_world.acme, gone.id)
     assert row.deleted_at is not None and row.status == "executing" and row.metadata == {}
-    events = events_of(gone.id)
+    events = events_of(face_world.acme, gone.id)
     assert_written_by(events, LABEL, "agentex")
     assert [e.type for e in events] == ["task.created", "task.deleted"]
 
@@ -244,7 +250,7 @@ def test_it_keeps_organizations_apart_and_checks_the_key(face_world):
         "stream": 404,
     }
     assert TaskEvent.objects.count() == before + 1  # acme's own create only
-    row = Task.objects.get(pk=task.id)
+    row = task_of(face_world.acme, task.id)
     assert (row.status, row.version, row.metadata, row.deleted_at) == ("executing", 1, {}, None)
     # Only task/create registers an unseen agent name; a refused cancel registers nothing.
     assert not Agent.objects.filter(organization=face_world.globex).exists()
@@ -273,4 +279,20 @@ def test_it_answers_422_in_agentex_shape(face_world):
         assert {"loc", "msg", "type"} <= set(body["detail"][0]), name
     assert errors["metadata_not_object"]["detail"][0]["loc"] == ["body", "task_metadata"]
     assert errors["unknown_status_filter"]["detail"][0]["loc"] == ["query", "status"]
-    assert len(events_of(task.id)) == 1
+    assert len(events_of(face_world.acme, task.id)) == 1
+
+
+def test_two_organizations_may_use_the_same_task_name(face_world):
+    async def scenario():
+        ours = (await _client(face_world).agents.rpc_by_name("bot", method="task/create", params={"name": "n"})).result
+        outsider = _client(face_world, token=face_world.globex_token)
+        theirs = (await outsider.agents.rpc_by_name("bot", method="task/create", params={"name": "n"})).result
+        await outsider.tasks.update_by_name("n", task_metadata={"who": "globex"})
+        return ours, theirs, await _client(face_world).tasks.retrieve_by_name("n")
+
+    ours, theirs, acme_read = asyncio.run(scenario())
+    assert ours.id != theirs.id  # get-or-create by name stays within the caller's organization
+    assert (acme_read.id, acme_read.task_metadata) == (ours.id, {})
+    assert task_of(face_world.globex, theirs.id).metadata == {"who": "globex"}
+    assert task_of(face_world.acme, ours.id).metadata == {}
+    assert_written_by(events_of(face_world.globex, theirs.id), "token:outsider", "agentex")

@@ -2,14 +2,12 @@
 
 import json
 import re
-import time
 
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 
 from tasks_app.api import ratelimit
-from tasks_app.api.jsonrpc import METHODS, event_message
+from tasks_app.api.jsonrpc import event_message
 from tasks_app.models import Face, Task, TaskEvent
 from tasks_app.services import Actor, api_token_create, task_create, task_update
 
@@ -34,13 +32,8 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 def forget_rate_counts(token) -> None:
-    """Rate counters live in the cache, which outlives the test database (a new run reuses pks)."""
-    keys = []
-    for method in METHODS:
-        _count, period = ratelimit.limit_for("jsonrpc", method)
-        window = int(time.time() // period)
-        keys += [f"ratelimit:{token.pk}:jsonrpc:{method}:{w}" for w in (window, window + 1)]
-    cache.delete_many(keys)
+    """Rate counts live in Redis, which outlives the test database."""
+    ratelimit.forget(token)
 
 
 @pytest.fixture
@@ -95,7 +88,7 @@ def test_the_seed_request_verbatim_returns_the_documented_shape(client, auth, se
     assert result["status"] == "in_progress" and result["priority"] == 85
     assert ISO_Z.match(result["createdAt"]) and ISO_Z.match(result["updatedAt"])
 
-    task = Task.objects.get(pk="t-1234567890")
+    task = Task.objects.get(organization=seed_task.organization, public_id="t-1234567890")
     assert task.status == "executing"
     assert task.metadata == {"owner": "db-team", "progress": "50%", "notes": "Started optimization work"}
     event = TaskEvent.objects.filter(task=task).latest("id")
@@ -126,7 +119,7 @@ def test_the_emitted_event_has_the_seed_shape(client, auth, seed_task):
 # --- The other methods --------------------------------------------------------------------
 
 
-def test_create_claim_complete_and_list(client, auth):
+def test_create_claim_complete_and_list(client, auth, acme):
     low = rpc(client, call("task.create", {"text": "low", "priority": 10}), **auth).json()["result"]
     high = rpc(client, call("task.create", {"text": "high", "priority": 90, "id": "q-high"}), **auth).json()["result"]
     assert high["id"] == "q-high" and high["status"] == "pending" and low["priority"] == 10
@@ -138,7 +131,7 @@ def test_create_claim_complete_and_list(client, auth):
 
     done = rpc(client, call("task.complete", {"id": "q-high", "result": {"rows": 3}}), **auth).json()["result"]
     assert done["status"] == "completed"
-    assert Task.objects.get(pk="q-high").result == '{"rows": 3}'
+    assert Task.objects.get(organization=acme, public_id="q-high").result == '{"rows": 3}'
 
     listed = rpc(client, call("task.list", {"status": "completed"}), **auth).json()["result"]
     assert [t["id"] for t in listed["tasks"]] == ["q-high"] and listed["nextCursor"] is None
@@ -151,9 +144,9 @@ def test_create_claim_complete_and_list(client, auth):
 def test_complete_of_a_finished_task_is_invalid_params_with_data(client, auth, seed_task):
     task_update(task=seed_task, actor=Actor.system(), status="failed")
     before = TaskEvent.objects.count()
-    error = rpc(client, call("task.complete", {"id": seed_task.pk}), **auth).json()["error"]
+    error = rpc(client, call("task.complete", {"id": seed_task.public_id}), **auth).json()["error"]
     assert error["code"] == -32602
-    assert error["data"] == {"taskId": seed_task.pk, "status": "failed", "allowed": []}
+    assert error["data"] == {"taskId": seed_task.public_id, "status": "failed", "allowed": []}
     assert TaskEvent.objects.count() == before
 
 
@@ -235,14 +228,14 @@ def test_params_as_array_is_invalid_params(client, auth):
 
 def test_a_disallowed_transition_is_invalid_params(client, auth, seed_task):
     task_update(task=seed_task, actor=Actor.system(), status="completed")
-    params = {"id": seed_task.pk, "updates": {"status": "in_progress"}}
+    params = {"id": seed_task.public_id, "updates": {"status": "in_progress"}}
     error = rpc(client, call("task.update", params), **auth).json()["error"]
     assert error["code"] == -32602 and error["data"]["status"] == "completed"
 
 
 @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024)
 def test_an_oversized_body_is_413_invalid_request(client, auth, seed_task):
-    params = {"id": seed_task.pk, "updates": {"metadata": {"blob": "x" * 4000}}}
+    params = {"id": seed_task.public_id, "updates": {"metadata": {"blob": "x" * 4000}}}
     response = rpc(client, call("task.update", params), **auth)
     assert response.status_code == 413 and response.json()["error"]["code"] == -32600
     assert Task.objects.get(pk=seed_task.pk).version == seed_task.version
@@ -253,8 +246,8 @@ def test_an_oversized_body_is_413_invalid_request(client, auth, seed_task):
 
 def test_a_batch_answers_each_call_in_order(client, auth, seed_task):
     batch = [
-        call("task.update", {"id": seed_task.pk, "updates": {"priority": 60}}, id=1),
-        {"jsonrpc": "2.0", "method": "task.update", "params": {"id": seed_task.pk, "updates": {"priority": 61}}},
+        call("task.update", {"id": seed_task.public_id, "updates": {"priority": 60}}, id=1),
+        {"jsonrpc": "2.0", "method": "task.update", "params": {"id": seed_task.public_id, "updates": {"priority": 61}}},
         {"foo": "boo"},
         call("task.nope", id="x"),
         call("task.update", {"id": "missing", "updates": {}}, id=2),
@@ -269,7 +262,11 @@ def test_a_batch_answers_each_call_in_order(client, auth, seed_task):
 
 
 def test_notifications_get_no_response(client, auth, seed_task):
-    note = {"jsonrpc": "2.0", "method": "task.update", "params": {"id": seed_task.pk, "updates": {"priority": 7}}}
+    note = {
+        "jsonrpc": "2.0",
+        "method": "task.update",
+        "params": {"id": seed_task.public_id, "updates": {"priority": 7}},
+    }
     single = rpc(client, note, **auth)
     assert single.status_code == 204 and single.content == b""
     batch = rpc(client, [note, {**note, "method": "task.nope"}], **auth)

@@ -10,7 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tasks_app import live_fragments_hitl, selectors, services
+from tasks_app import selectors, services
+from tasks_app.live import fragments_hitl
 from tasks_app.models import EventType, HitlRequest, Task, TaskEvent
 
 XSS = '<script>alert(1)</script><img src=x onerror=alert(2)> hx-get="/x" hx-on:click="alert(3)"'
@@ -19,9 +20,9 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 def _paused(org, actor, task_id, *, agent=None, **hitl_fields):
     services.task_create(organization=org, actor=actor, id=task_id, title=f"Task {task_id}", agent=agent)
-    services.task_update(task=task_id, actor=actor, status="executing")
+    services.task_update(task=task_id, actor=actor, organization_id=org.pk, status="executing")
     fields = {"question": "Refund the customer?", "payload": {"amount": 20, "currency": "EUR"}, **hitl_fields}
-    return services.hitl_request(task=task_id, actor=actor, **fields)
+    return services.hitl_request(task=task_id, actor=actor, organization_id=org.pk, **fields)
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_inbox_resolves_expired_requests(client, alice, acme, system_actor):
     due.refresh_from_db()
     assert f'id="hitl-{due.pk}"' not in html
     assert due.decision == "rejected" and due.expired and due.reason == "timed out"
-    task = Task.objects.get(pk="t-due")
+    task = Task.objects.get(pk=due.task_id)
     assert task.status == "failed" and task.status_reason == "timed out"
     event = _events(due)[-1]
     assert event.actor_kind == "system" and event.after["decision"] == "rejected"
@@ -124,8 +125,8 @@ def test_expire_command_resolves_as_the_request_says(acme, system_actor):
     approve_me.refresh_from_db()
     reject_me.refresh_from_db()
     assert approve_me.decision == "approved" and approve_me.expired
-    assert Task.objects.get(pk="t-a").status == "executing"
-    assert reject_me.decision == "rejected" and Task.objects.get(pk="t-r").status == "timed_out"
+    assert Task.objects.get(pk=approve_me.task_id).status == "executing"
+    assert reject_me.decision == "rejected" and Task.objects.get(pk=reject_me.task_id).status == "timed_out"
 
 
 # --- Decide paths ---------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_approve_resumes_the_task_and_writes_one_event_with_the_decider(client, 
     hitl.refresh_from_db()
     assert hitl.decision == "approved" and hitl.decided_by == alice and hitl.comment == "fine"
     assert hitl.amended_payload is None
-    assert Task.objects.get(pk="t-1").status == "executing"
+    assert Task.objects.get(pk=hitl.task_id).status == "executing"
     (event,) = _events(hitl)
     assert event.actor_user == alice and event.actor_label == "alice" and event.face == "dashboard"
     assert event.after["decision"] == "approved" and event.after["status"] == "executing"
@@ -148,14 +149,14 @@ def test_approve_resumes_the_task_and_writes_one_event_with_the_decider(client, 
 
 def test_reject_without_reason_is_refused_and_nothing_changes(client, alice, hitl):
     client.force_login(alice)
-    version = Task.objects.get(pk="t-1").version
+    version = Task.objects.get(pk=hitl.task_id).version
     response = client.post(_decide_url(hitl), {"action": "reject", "reason": "  ", "comment": "kept"}, **HX)
     html = response.content.decode()
     assert response.status_code == 422
     assert "A rejection needs a reason." in html and 'value="kept"' in html and "data-hitl-card" in html
     hitl.refresh_from_db()
     assert hitl.is_pending and _events(hitl) == []
-    assert Task.objects.get(pk="t-1").version == version
+    assert Task.objects.get(pk=hitl.task_id).version == version
 
 
 def test_reject_with_reason_ends_the_task_as_the_request_says(client, alice, acme, system_actor):
@@ -163,7 +164,7 @@ def test_reject_with_reason_ends_the_task_as_the_request_says(client, alice, acm
     client.force_login(alice)
     response = client.post(_decide_url(hitl), {"action": "reject", "reason": "customer withdrew"}, **HX)
     assert response.status_code == 200 and "Rejected" in response.content.decode()
-    task = Task.objects.get(pk="t-c")
+    task = Task.objects.get(pk=hitl.task_id)
     assert task.status == "canceled" and task.status_reason == "customer withdrew"
     (event,) = _events(hitl)
     assert event.actor_user == alice and event.after["reason"] == "customer withdrew"
@@ -172,7 +173,7 @@ def test_reject_with_reason_ends_the_task_as_the_request_says(client, alice, acm
 def test_reject_defaults_to_failed(client, alice, hitl):
     client.force_login(alice)
     client.post(_decide_url(hitl), {"action": "reject", "reason": "no"}, **HX)
-    assert Task.objects.get(pk="t-1").status == "failed"
+    assert Task.objects.get(pk=hitl.task_id).status == "failed"
 
 
 def test_amend_then_approve_records_original_and_amendment(client, alice, hitl):
@@ -231,12 +232,12 @@ def test_second_decision_is_told_who_decided_and_how(client, alice, acme, django
 
 
 def test_decision_on_a_task_no_longer_paused_is_a_clear_error(client, alice, hitl, system_actor):
-    services.task_stop(task="t-1", actor=system_actor, reason="ops")
+    services.task_stop(task=hitl.task, actor=system_actor, reason="ops")
     client.force_login(alice)
     response = client.post(_decide_url(hitl), {"action": "approve"}, **HX)
     html = response.content.decode()
     assert response.status_code == 409 and "Already withdrawn by test" in html
-    assert Task.objects.get(pk="t-1").status == "stopped" and _events(hitl) == []
+    assert Task.objects.get(pk=hitl.task_id).status == "stopped" and _events(hitl) == []
 
 
 def test_plain_form_post_redirects_back(client, alice, hitl):
@@ -291,13 +292,13 @@ def test_decide_is_post_only(client, alice, hitl):
 
 def test_xss_in_question_details_and_payload_is_text(client, alice, acme, system_actor):
     hitl = _paused(acme, system_actor, "t-x", question=XSS, details=XSS, options=[XSS], payload={XSS: XSS})
-    Task.objects.filter(pk="t-x").update(title=XSS)
+    Task.objects.filter(pk=hitl.task_id).update(title=XSS)
     client.force_login(alice)
     html = client.get(reverse("approvals_inbox")).content.decode()
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     assert 'hx-on:click="alert' not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    pushed = live_fragments_hitl.render_hitl_event_html(_events(hitl, EventType.HITL_REQUESTED)[-1], can_edit=True)
+    pushed = fragments_hitl.render_hitl_event_html(_events(hitl, EventType.HITL_REQUESTED)[-1], can_edit=True)
     assert "<script>alert(1)" not in pushed and "&lt;script&gt;" in pushed
 
 
@@ -307,7 +308,7 @@ def test_xss_in_question_details_and_payload_is_text(client, alice, acme, system
 def test_decision_panel_include_for_the_task_page(rf, alice, bob, hitl):
     from django.template.loader import render_to_string
 
-    request = rf.get("/tasks/t-1/")
+    request = rf.get("/tasks/acme/t-1/")
     request.user = alice
     html = render_to_string("approvals/decision_panel.html", {"hitl": hitl}, request=request)
     assert f'id="hitl-{hitl.pk}"' in html and 'value="task"' in html and "data-approve" in html
@@ -346,59 +347,64 @@ def test_nav_badge_counts_the_users_orgs_in_one_query(rf, alice, acme, globex, s
 
 def test_pushed_request_appends_a_card_and_updates_the_badge(hitl):
     event = _events(hitl, EventType.HITL_REQUESTED)[-1]
-    html = live_fragments_hitl.render_hitl_event_html(event, can_edit=True)
+    html = fragments_hitl.render_hitl_event_html(event, can_edit=True)
     assert 'hx-swap-oob="beforeend:#hitl-list"' in html and f'id="hitl-{hitl.pk}"' in html
     assert "data-approve" in html
     assert '<span id="hitl-badge"' in html and 'data-count="1"' in html and 'hx-swap-oob="true"' in html
-    readonly = live_fragments_hitl.render_hitl_event_html(event, can_edit=False)
+    readonly = fragments_hitl.render_hitl_event_html(event, can_edit=False)
     assert "data-approve" not in readonly and f'id="hitl-{hitl.pk}"' in readonly
 
 
 def test_pushed_decision_removes_the_card_everywhere(hitl, alice_actor):
     services.hitl_decide(hitl=hitl, actor=alice_actor, approve=True)
     event = _events(hitl)[-1]
-    html = live_fragments_hitl.render_hitl_event_html(event, can_edit=False)
+    html = fragments_hitl.render_hitl_event_html(event, can_edit=False)
     assert f'<div id="hitl-{hitl.pk}"' in html and 'hx-swap-oob="true"' in html
     assert "data-hitl-card" not in html and "Approved" in html and "alice" in html
     assert 'data-count="0"' in html and " hidden" in html
     # A replayed request event for a request decided since renders the decided line, not a card.
-    replay = live_fragments_hitl.render_hitl_event_html(_events(hitl, EventType.HITL_REQUESTED)[-1], can_edit=True)
+    replay = fragments_hitl.render_hitl_event_html(_events(hitl, EventType.HITL_REQUESTED)[-1], can_edit=True)
     assert "data-hitl-card" not in replay and 'hx-swap-oob="true"' in replay
 
 
 def test_pushed_stop_of_a_paused_task_removes_its_card(hitl, system_actor):
-    services.task_stop(task="t-1", actor=system_actor)
-    event = TaskEvent.objects.filter(task_id="t-1").last()
-    html = live_fragments_hitl.render_hitl_event_html(event, can_edit=True)
+    services.task_stop(task=hitl.task, actor=system_actor)
+    event = TaskEvent.objects.filter(task_id=hitl.task_id).last()
+    html = fragments_hitl.render_hitl_event_html(event, can_edit=True)
     assert f'id="hitl-{hitl.pk}"' in html and "Withdrawn" in html and "data-hitl-card" not in html
 
 
 def test_other_events_push_nothing_to_the_inbox(acme, system_actor):
     task, _ = services.task_create(organization=acme, actor=system_actor, id="plain")
     services.task_update(task=task, actor=system_actor, priority=7)
-    for event in TaskEvent.objects.filter(task_id="plain"):
-        assert live_fragments_hitl.render_hitl_event_html(event, can_edit=True) == ""
+    for event in TaskEvent.objects.filter(task=task):
+        assert fragments_hitl.render_hitl_event_html(event, can_edit=True) == ""
 
 
 def test_each_decision_is_broadcast_once(client, alice, hitl, django_capture_on_commit_callbacks, monkeypatch):
-    from tasks_app import broadcast
+    # The write path rings the live bell once per event, after commit ("organization O has
+    # events up to id N"); readers take the event itself from the log.
+    from tasks_app.live import bell
 
-    published = []
-    monkeypatch.setattr(broadcast, "publish", published.append)
+    rung = []
+    monkeypatch.setattr(bell, "ring", lambda organization_id, event_id: rung.append((organization_id, event_id)))
     client.force_login(alice)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(_decide_url(hitl), {"action": "approve"}, **HX)
-    assert [e.type for e in published] == ["task.hitl_decided"]
-    assert published[0].actor_user_id == alice.pk
+    (event,) = _events(hitl)
+    assert rung == [(hitl.organization_id, event.pk)]
+    assert event.type == "task.hitl_decided" and event.actor_user_id == alice.pk
 
 
 def test_pending_selectors_are_org_scoped(alice, charlie, hitl, acme, globex, system_actor):
-    _paused(globex, system_actor, "g-s")
+    twin = _paused(globex, system_actor, "t-1")  # the same public id in another organization
     assert [h.pk for h in selectors.pending_hitl_for_user(alice)] == [hitl.pk]
+    assert [h.pk for h in selectors.pending_hitl_for_user(charlie)] == [twin.pk]
     assert selectors.pending_hitl_count([acme.pk]) == 1
     assert selectors.pending_hitl_count([acme.pk, globex.pk]) == 2
-    services.task_delete(task="t-1", actor=system_actor)
+    services.task_delete(task=hitl.task, actor=system_actor)
     assert selectors.pending_hitl_count([acme.pk]) == 0
+    assert selectors.pending_hitl_count([globex.pk]) == 1  # globex's t-1 is another task
 
 
 def test_the_inbox_top_bar_names_the_role(client, bob):

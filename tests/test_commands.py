@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from tasks_app import lifecycle, services
+from tasks_app import lifecycle, selectors, services
 from tasks_app.models import (
     ActivityEntry,
     ApiToken,
@@ -28,7 +28,10 @@ def seed(**options) -> str:
 
 
 def snapshot() -> dict:
-    rows = Task.objects.order_by("pk").values_list("pk", "status", "title", "priority", "parent_id", "version")
+    # By public id: internal row ids come from a sequence and differ between databases.
+    rows = Task.objects.order_by("organization__slug", "public_id").values_list(
+        "organization__slug", "public_id", "status", "title", "priority", "parent__public_id", "version"
+    )
     return {
         "tasks": Task.objects.count(),
         "events": TaskEvent.objects.count(),
@@ -40,11 +43,20 @@ def snapshot() -> dict:
     }
 
 
+def assert_counts_match_the_tasks() -> None:
+    """The status counts the write path keeps (TaskCount) equal a fresh GROUP BY, per organization."""
+    for org in Organization.objects.all():
+        assert selectors.status_counts(org.pk) == selectors.status_counts_by_group_by(org.pk), org.slug
+
+
 def test_seed_demo_twice_gives_the_same_data(db):
     seed()
     first = snapshot()
+    assert_counts_match_the_tasks()
+    assert sum(selectors.status_counts(Organization.objects.get(slug="acme").pk).values()) == 200
     output = seed()
     assert snapshot() == first
+    assert_counts_match_the_tasks()
     assert "0 new tasks (300 already there)" in output
     assert first["tasks"] == 300
     assert first["events"] == 300  # one task.created per task
@@ -62,6 +74,23 @@ def test_seed_demo_is_deterministic_across_databases(db):
     Task.objects.all().delete()
     seed(tasks=50)
     assert snapshot()["checksum"] == first["checksum"]
+    assert_counts_match_the_tasks()
+
+
+def test_seed_demo_adds_to_existing_tasks_and_their_counts(db):
+    seed(tasks=30)
+    acme = Organization.objects.get(slug="acme")
+    services.task_create(organization=acme, actor=services.Actor.system("test"), id="made-by-hand")
+    seed(tasks=60)
+    assert Task.objects.count() == 61
+    assert_counts_match_the_tasks()
+
+
+def test_seed_demo_ids_are_per_organization(db):
+    seed(tasks=30)
+    ids = Task.objects.values_list("organization__slug", "public_id")
+    assert all(public_id.startswith(f"demo-{slug}-") for slug, public_id in ids)
+    assert len(set(ids)) == 30
 
 
 def test_seed_demo_covers_the_whole_demo(db, django_user_model):
@@ -84,7 +113,7 @@ def test_seed_demo_covers_the_whole_demo(db, django_user_model):
     assert paused.exists()
     assert HitlRequest.objects.filter(decision__isnull=True).count() == paused.count()
     assert not paused.filter(hitl_requests__isnull=True).exists()
-    event = TaskEvent.objects.get(task_id="demo-acme-0001")
+    event = TaskEvent.objects.get(task__organization__slug="acme", task__public_id="demo-acme-0001")
     assert (event.type, event.actor_label, event.face, event.task_version) == (
         "task.created",
         "seed_demo",

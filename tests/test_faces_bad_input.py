@@ -1,12 +1,11 @@
 """Bad input over the xpander and Agentex faces: a 4xx in the face's format, no change, no event."""
 
 import json
-import time
 
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 
+from tasks_app.api import ratelimit
 from tasks_app.models import ApiToken, Task, TaskEvent, hash_token
 from tasks_app.services import Actor, api_token_create, task_create
 
@@ -39,11 +38,9 @@ def _ax(client, method, url, raw_token, body=None, raw=None):
     )
 
 
-def _fresh_window(raw_token, face, operation, period=60):
-    """Forget earlier counts of this token + operation (token ids repeat across rolled-back tests)."""
-    token = ApiToken.objects.get(token_hash=hash_token(raw_token))
-    window = int(time.time() // period)
-    cache.delete_many([f"ratelimit:{token.pk}:{face}:{operation}:{w}" for w in (window, window + 1)])
+def _fresh_window(raw_token, face, operation):
+    """Forget earlier counts of this token (they live in Redis, which outlives the test database)."""
+    ratelimit.forget(ApiToken.objects.get(token_hash=hash_token(raw_token)))
 
 
 def _unchanged(task):
@@ -80,14 +77,14 @@ XPANDER_422 = [
 
 @pytest.mark.parametrize("case,body,loc", XPANDER_422, ids=[c[0] for c in XPANDER_422])
 def test_xpander_patch_rejects_bad_input_with_422(client, raw_token, task, case, body, loc):
-    response = _xp(client, "patch", f"{XP}/{task.pk}/update", raw_token, body)
+    response = _xp(client, "patch", f"{XP}/{task.public_id}/update", raw_token, body)
     assert response.status_code == 422, response.content
     assert _detail_list(response)[0]["loc"] == loc
     _unchanged(task)
 
 
 def test_xpander_refuses_invalid_json_oversized_bodies_stale_versions_and_transitions(client, raw_token, task):
-    url = f"{XP}/{task.pk}/update"
+    url = f"{XP}/{task.public_id}/update"
     invalid_json = _xp(client, "patch", url, raw_token, raw="{not json")
     assert invalid_json.status_code == 400 and "Invalid JSON" in invalid_json.json()["detail"]
 
@@ -134,11 +131,11 @@ def test_xpander_create_and_report_reject_bad_input(client, raw_token, acme):
 def test_xpander_unknown_task_auth_and_rate_limit(client, raw_token, task):
     assert _xp(client, "get", f"{XP}/nope/status", raw_token).status_code == 404
     assert _xp(client, "delete", f"{XP}/nope", raw_token).status_code == 404
-    no_key = client.get(f"{XP}/{task.pk}/status")
+    no_key = client.get(f"{XP}/{task.public_id}/status")
     assert no_key.status_code == 401 and no_key.json() == {"detail": "Unauthorized"}
     _fresh_window(raw_token, "xpander", "tasks.update")
     with override_settings(RATE_LIMITS={"xpander.tasks.update": (2, 60), "*": (600, 60)}):
-        codes = [_xp(client, "patch", f"{XP}/{task.pk}/update", raw_token, {"title": f"t{i}"}) for i in range(3)]
+        codes = [_xp(client, "patch", f"{XP}/{task.public_id}/update", raw_token, {"title": f"t{i}"}) for i in range(3)]
     assert [r.status_code for r in codes] == [200, 200, 429]
     assert int(codes[-1]["Retry-After"]) >= 1
     assert Task.objects.get(pk=task.pk).title == "t1"
@@ -154,23 +151,23 @@ AGENTEX_422 = [
 
 @pytest.mark.parametrize("case,body,loc", AGENTEX_422, ids=[c[0] for c in AGENTEX_422])
 def test_agentex_put_rejects_bad_input_with_422(client, raw_token, task, case, body, loc):
-    response = _ax(client, "put", f"{AX}/{task.pk}", raw_token, body)
+    response = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, body)
     assert response.status_code == 422, response.content
     assert _detail_list(response)[0]["loc"] == loc
     _unchanged(task)
 
 
 def test_agentex_refuses_invalid_json_oversized_bodies_and_transitions(client, raw_token, task):
-    invalid_json = _ax(client, "put", f"{AX}/{task.pk}", raw_token, raw="{nope")
+    invalid_json = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, raw="{nope")
     assert invalid_json.status_code == 400 and "Invalid JSON" in invalid_json.json()["detail"]
     with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024):
-        too_big = _ax(client, "put", f"{AX}/{task.pk}", raw_token, {"task_metadata": {"x": "y" * 5000}})
+        too_big = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, {"task_metadata": {"x": "y" * 5000}})
     assert too_big.status_code == 413
-    reason = _ax(client, "post", f"{AX}/{task.pk}/cancel", raw_token, {"reason": 5})
+    reason = _ax(client, "post", f"{AX}/{task.public_id}/cancel", raw_token, {"reason": 5})
     assert reason.status_code == 422 and _detail_list(reason)[0]["loc"] == ["body", "reason"]
-    extra = _ax(client, "post", f"{AX}/{task.pk}/cancel", raw_token, {"reason": "x", "force": True})
+    extra = _ax(client, "post", f"{AX}/{task.public_id}/cancel", raw_token, {"reason": "x", "force": True})
     assert extra.status_code == 422
-    assert _ax(client, "post", f"{AX}/{task.pk}/explode", raw_token, {}).status_code == 404
+    assert _ax(client, "post", f"{AX}/{task.public_id}/explode", raw_token, {}).status_code == 404
     bad_list = [
         client.get(AX, {"status": "DONE"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
         client.get(AX, {"limit": "0"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
@@ -181,8 +178,8 @@ def test_agentex_refuses_invalid_json_oversized_bodies_and_transitions(client, r
     assert [r.status_code for r in bad_list] == [422] * 5
     _unchanged(task)
 
-    assert _ax(client, "post", f"{AX}/{task.pk}/complete", raw_token, {}).status_code == 200
-    refused = _ax(client, "post", f"{AX}/{task.pk}/interrupt", raw_token, {})
+    assert _ax(client, "post", f"{AX}/{task.public_id}/complete", raw_token, {}).status_code == 200
+    refused = _ax(client, "post", f"{AX}/{task.public_id}/interrupt", raw_token, {})
     assert refused.status_code == 409 and refused["x-should-retry"] == "false"
     assert refused.json()["current_status"] == "COMPLETED"
     assert Task.objects.get(pk=task.pk).status == "completed"
@@ -214,11 +211,11 @@ def test_agentex_rpc_rejects_bad_envelopes(client, raw_token, acme):
 
 
 def test_agentex_auth_and_rate_limit(client, raw_token, task):
-    assert client.get(f"{AX}/{task.pk}").status_code == 401
-    assert client.get(f"{AX}/{task.pk}", HTTP_AUTHORIZATION="Bearer td_wrong").status_code == 401
+    assert client.get(f"{AX}/{task.public_id}").status_code == 401
+    assert client.get(f"{AX}/{task.public_id}", HTTP_AUTHORIZATION="Bearer td_wrong").status_code == 401
     _fresh_window(raw_token, "agentex", "tasks.update")
     with override_settings(RATE_LIMITS={"agentex.tasks.update": (1, 60), "*": (600, 60)}):
-        ok = _ax(client, "put", f"{AX}/{task.pk}", raw_token, {"merge_params": {"a": 1}})
-        limited = _ax(client, "put", f"{AX}/{task.pk}", raw_token, {"merge_params": {"a": 2}})
+        ok = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, {"merge_params": {"a": 1}})
+        limited = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, {"merge_params": {"a": 2}})
     assert ok.status_code == 200 and limited.status_code == 429 and int(limited["Retry-After"]) >= 1
     assert Task.objects.get(pk=task.pk).params == {"a": 1}

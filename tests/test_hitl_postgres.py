@@ -49,8 +49,8 @@ def deciders(transactional_db, acme, django_user_model):
 def _paused_request(acme, task_id="race-1"):
     actor = services.Actor.system("agent")
     services.task_create(organization=acme, actor=actor, id=task_id)
-    services.task_update(task=task_id, actor=actor, status="executing")
-    return services.hitl_request(task=task_id, actor=actor, question="Go?", payload={"n": 1})
+    services.task_update(task=task_id, organization_id=acme.pk, actor=actor, status="executing")
+    return services.hitl_request(task=task_id, organization_id=acme.pk, actor=actor, question="Go?", payload={"n": 1})
 
 
 def test_concurrent_service_decisions_exactly_one_wins(acme, deciders):
@@ -59,7 +59,11 @@ def test_concurrent_service_decisions_exactly_one_wins(acme, deciders):
 
     def decide(user, approve):
         return lambda: services.hitl_decide(
-            hitl=hitl.pk, actor=services.Actor.for_user(user), approve=approve, reason="" if approve else "no"
+            hitl=hitl.pk,
+            organization_id=acme.pk,
+            actor=services.Actor.for_user(user),
+            approve=approve,
+            reason="" if approve else "no",
         )
 
     results = _run_at_once([decide(user, i % 2 == 0) for i, user in enumerate(deciders)])
@@ -69,10 +73,10 @@ def test_concurrent_service_decisions_exactly_one_wins(acme, deciders):
     winner = wins[0]
     for loss in losses:
         assert f"Already {winner.decision} by {winner.decided_by_label}" in loss.message
-    events = list(TaskEvent.objects.filter(task_id="race-1", type=EventType.HITL_DECIDED))
+    events = list(TaskEvent.objects.filter(task_id=hitl.task_id, type=EventType.HITL_DECIDED))
     assert len(events) == 1 and events[0].actor_user_id == winner.decided_by_id
     expected = "executing" if winner.decision == "approved" else "failed"
-    assert Task.objects.get(pk="race-1").status == expected
+    assert Task.objects.get(organization=acme, public_id="race-1").status == expected
 
 
 def test_concurrent_http_decisions_exactly_one_wins(acme, deciders):
@@ -94,4 +98,4 @@ def test_concurrent_http_decisions_exactly_one_wins(acme, deciders):
     for r in responses:
         if r.status_code == 409:
             assert f"Already approved by {hitl.decided_by_label}" in r.content.decode()
-    assert TaskEvent.objects.filter(task_id="race-2", type=EventType.HITL_DECIDED).count() == 1
+    assert TaskEvent.objects.filter(task_id=hitl.task_id, type=EventType.HITL_DECIDED).count() == 1

@@ -1,11 +1,11 @@
-"""render_event_html: the out-of-band fragments pushed to list and detail pages."""
+"""live.fragments.render_event_html: the out-of-band fragments pushed to list and detail pages."""
 
 import re
 
 import pytest
 
 from tasks_app import services
-from tasks_app.live_fragments import render_event_html
+from tasks_app.live.fragments import render_event_html
 from tasks_app.models import EventType, TaskEvent
 
 
@@ -28,7 +28,7 @@ def test_created_event_on_the_list_adds_a_row_at_the_top(task):
     assert event.type == EventType.CREATED
     html = render_event_html(event, page="list", can_edit=True)
     assert html.lstrip().startswith(f'<tbody id="task-new-{event.pk}" hx-swap-oob="afterbegin:#task-rows">')
-    assert '<tr id="task-lf-1"' in html and 'data-created="1"' in html
+    assert f'<tr id="task-{task.pk}"' in html and 'data-created="1"' in html
     assert f'id="status-counts-{task.organization_id}"' in html
     meta = (
         f'<meta id="last-event-id" data-event-id="{event.pk}" data-org-id="{task.organization_id}" hx-swap-oob="true">'
@@ -41,17 +41,17 @@ def test_updated_event_on_the_list_replaces_the_row(task, system_actor):
     services.task_update(task=task, actor=system_actor, status="executing")
     event = last_event(task)
     html = render_event_html(event, page="list", can_edit=True)
-    assert html.lstrip().startswith('<tr id="task-lf-1"')
+    assert html.lstrip().startswith(f'<tr id="task-{task.pk}"')
     assert "data-created" not in html
     ids = top_level_ids(html)
-    assert ids[0] == "task-lf-1" and f"status-counts-{task.organization_id}" in ids and "last-event-id" in ids
+    assert ids[0] == f"task-{task.pk}" and f"status-counts-{task.organization_id}" in ids and "last-event-id" in ids
     assert "badge-executing" in html and 'title="1 executing"' in html
 
 
 def test_counts_are_recounted_only_when_an_event_can_change_them(task, system_actor, django_assert_num_queries):
     services.task_update(task=task, actor=system_actor, priority=77)
     html = render_event_html(last_event(task), page="list", can_edit=True)
-    assert '<tr id="task-lf-1"' in html and "status-counts" not in html
+    assert f'<tr id="task-{task.pk}"' in html and "status-counts" not in html
     services.append_activity(task=task, actor=system_actor, entries=[{"content": "step"}])
     event = last_event(task)
     with django_assert_num_queries(1):  # the task only; no row, no counts
@@ -61,11 +61,11 @@ def test_counts_are_recounted_only_when_an_event_can_change_them(task, system_ac
 
 def test_can_edit_controls_the_edit_forms(task, system_actor):
     event = last_event(task)
-    assert "/tasks/lf-1/status/" in render_event_html(event, page="list", can_edit=True)
-    assert "/tasks/lf-1/status/" not in render_event_html(event, page="list", can_edit=False)
+    assert "/tasks/acme/lf-1/status/" in render_event_html(event, page="list", can_edit=True)
+    assert "/tasks/acme/lf-1/status/" not in render_event_html(event, page="list", can_edit=False)
     detail_editable = render_event_html(event, page="detail", can_edit=True)
     detail_readonly = render_event_html(event, page="detail", can_edit=False)
-    assert "/tasks/lf-1/result/" in detail_editable and "/tasks/lf-1/result/" not in detail_readonly
+    assert "/tasks/acme/lf-1/result/" in detail_editable and "/tasks/acme/lf-1/result/" not in detail_readonly
     assert "csrfmiddlewaretoken" not in detail_editable  # the token comes from <body hx-headers>
 
 
@@ -116,17 +116,18 @@ def test_deleted_task_row_is_marked(task, system_actor):
     services.task_delete(task=task, actor=system_actor)
     event = last_event(task)
     html = render_event_html(event, page="list", can_edit=True)
-    assert "is-deleted" in html and "/tasks/lf-1/status/" not in html
+    assert "is-deleted" in html and "/tasks/acme/lf-1/status/" not in html
     detail = render_event_html(event, page="detail", can_edit=True)
-    assert "deleted" in detail and "/tasks/lf-1/result/" not in detail
+    assert "deleted" in detail and "/tasks/acme/lf-1/result/" not in detail
 
 
 def test_the_render_is_the_same_partial_as_the_page(client, alice, task):
     client.force_login(alice)
     page = client.get("/tasks/").content.decode()
     pushed = render_event_html(last_event(task), page="list", can_edit=True)
-    row_in_page = page[page.index('<tr id="task-lf-1"') : page.index("</tr>", page.index('<tr id="task-lf-1"'))]
-    row_pushed = pushed[pushed.index('<tr id="task-lf-1"') : pushed.index("</tr>", pushed.index('<tr id="task-lf-1"'))]
+    start = f'<tr id="task-{task.pk}"'
+    row_in_page = page[page.index(start) : page.index("</tr>", page.index(start))]
+    row_pushed = pushed[pushed.index(start) : pushed.index("</tr>", pushed.index(start))]
     # Only the created marker differs.
     assert row_pushed.replace(' data-created="1"', "") == row_in_page
 

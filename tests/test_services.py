@@ -57,36 +57,51 @@ def test_create_with_the_same_id_and_body_is_idempotent(acme, alice_actor):
         organization=acme, actor=alice_actor, id="ext-1", title="x", agent="bot"
     )
     assert created and not created_again
-    assert again.pk == first.pk
+    assert again.pk == first.pk and first.public_id == "ext-1"
     assert events_of(first) == 1
-    assert Task.objects.filter(pk="ext-1").count() == 1
+    assert Task.objects.filter(organization=acme, public_id="ext-1").count() == 1
 
 
 def test_create_with_the_same_id_and_another_body_is_refused(acme, alice_actor):
-    services.task_create(organization=acme, actor=alice_actor, id="ext-2", title="x")
+    first, _ = services.task_create(organization=acme, actor=alice_actor, id="ext-2", title="x")
     with pytest.raises(services.IdTaken):
         services.task_create(organization=acme, actor=alice_actor, id="ext-2", title="y")
-    assert Task.objects.get(pk="ext-2").title == "x"
-    assert TaskEvent.objects.filter(task_id="ext-2").count() == 1
+    assert Task.objects.get(organization=acme, public_id="ext-2").title == "x"
+    assert events_of(first) == 1
 
 
-def test_another_organizations_id_is_taken(acme, globex, alice_actor, system_actor):
-    services.task_create(organization=acme, actor=alice_actor, id="shared-1", title="x")
-    with pytest.raises(services.IdTaken):
-        services.task_create(organization=globex, actor=system_actor, id="shared-1", title="x")
-    assert Task.objects.get(pk="shared-1").organization == acme
+def test_two_organizations_may_hold_the_same_id_and_neither_can_tell(acme, globex, alice_actor, system_actor):
+    # Ids are unique per organization: globex's create neither fails nor returns acme's task.
+    ours, created = services.task_create(organization=acme, actor=alice_actor, id="shared-1", title="x")
+    theirs, theirs_created = services.task_create(organization=globex, actor=system_actor, id="shared-1", title="y")
+    assert created and theirs_created
+    assert ours.pk != theirs.pk and ours.public_id == theirs.public_id == "shared-1"
+    assert Task.objects.get(organization=acme, public_id="shared-1").title == "x"
+    assert Task.objects.get(organization=globex, public_id="shared-1").title == "y"
+    # A change by public id reaches only the task of the organization it names.
+    services.task_update(task="shared-1", organization_id=globex.pk, actor=system_actor, priority=9)
+    assert Task.objects.get(pk=theirs.pk).priority == 9
+    assert Task.objects.get(pk=ours.pk).priority == 50
+    assert (events_of(ours), events_of(theirs)) == (1, 2)
+
+
+def test_a_public_id_without_its_organization_is_a_programming_error(task, alice_actor):
+    with pytest.raises(ValueError, match="organization_id"):
+        services.task_update(task=task.public_id, actor=alice_actor, priority=1)
+    task.refresh_from_db()
+    assert (task.priority, task.version) == (50, 1)
 
 
 def test_create_refuses_a_parent_from_another_organization(acme, globex, system_actor):
     other, _ = services.task_create(organization=globex, actor=system_actor, title="theirs")
     with pytest.raises(services.InvalidInput) as info:
-        services.task_create(organization=acme, actor=system_actor, title="child", parent_id=other.pk)
+        services.task_create(organization=acme, actor=system_actor, title="child", parent_id=other.public_id)
     assert "parent_id" in info.value.errors
     assert Task.objects.filter(organization=acme).count() == 0
 
 
 def test_create_with_a_parent_makes_a_sub_task(acme, system_actor, task):
-    child, _ = services.task_create(organization=acme, actor=system_actor, title="child", parent_id=task.pk)
+    child, _ = services.task_create(organization=acme, actor=system_actor, title="child", parent_id=task.public_id)
     assert list(task.sub_tasks.all()) == [child]
 
 
@@ -227,12 +242,14 @@ def test_delete_is_soft_and_audited(task, alice_actor):
     assert task.deleted_at is not None
     assert last_event(task).type == "task.deleted"
     with pytest.raises(services.TaskNotFound):
-        services.task_update(task=task.pk, actor=alice_actor, priority=1)
+        services.task_update(task=task.public_id, organization_id=task.organization_id, actor=alice_actor, priority=1)
 
 
 def test_organization_scope_hides_other_tasks(task, globex, system_actor):
     with pytest.raises(services.TaskNotFound):
-        services.task_update(task=task.pk, actor=system_actor, organization_id=globex.pk, priority=1)
+        services.task_update(task=task.public_id, actor=system_actor, organization_id=globex.pk, priority=1)
+    task.refresh_from_db()
+    assert (task.priority, task.version) == (50, 1)
 
 
 # --- claim --------------------------------------------------------------------------------
@@ -244,9 +261,9 @@ def test_claim_takes_highest_priority_then_oldest(acme, system_actor):
     new_high, _ = services.task_create(organization=acme, actor=system_actor, id="new-high", priority=90)
     done, _ = services.task_create(organization=acme, actor=system_actor, id="done", priority=100, status="completed")
     claimed = [services.task_claim(organization=acme, actor=system_actor) for _ in range(4)]
-    assert [t.pk if t else None for t in claimed] == ["old-high", "new-high", "low", None]
-    assert Task.objects.get(pk="old-high").status == "executing"
-    assert Task.objects.get(pk="old-high").started_at is not None
+    assert [t.public_id if t else None for t in claimed] == ["old-high", "new-high", "low", None]
+    assert Task.objects.get(pk=old_high.pk).status == "executing"
+    assert Task.objects.get(pk=old_high.pk).started_at is not None
     event = last_event(old_high)
     assert event.after["status"] == "executing" and event.actor_kind == ActorKind.SYSTEM
 
@@ -255,8 +272,8 @@ def test_claim_stays_in_the_organization_and_agent(acme, globex, system_actor):
     services.task_create(organization=globex, actor=system_actor, id="theirs", priority=100)
     services.task_create(organization=acme, actor=system_actor, id="a1", agent="one")
     services.task_create(organization=acme, actor=system_actor, id="a2", agent="two")
-    assert services.task_claim(organization=acme, actor=system_actor, agent="two").pk == "a2"
-    assert services.task_claim(organization=acme, actor=system_actor).pk == "a1"
+    assert services.task_claim(organization=acme, actor=system_actor, agent="two").public_id == "a2"
+    assert services.task_claim(organization=acme, actor=system_actor).public_id == "a1"
     assert services.task_claim(organization=acme, actor=system_actor) is None
 
 
@@ -340,24 +357,24 @@ def test_stopping_a_paused_task_withdraws_its_request(task, system_actor, alice_
     assert not HitlRequest.objects.filter(decision__isnull=True).exists()
 
 
-# --- publish after commit only ------------------------------------------------------------
+# --- the bell rings after commit only ------------------------------------------------------
 
 
-def test_publish_happens_on_commit(task, alice_actor, django_capture_on_commit_callbacks):
-    with mock.patch("tasks_app.broadcast.publish") as publish:
+def test_the_bell_rings_on_commit(task, alice_actor, django_capture_on_commit_callbacks):
+    with mock.patch("tasks_app.live.bell.ring") as ring:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             services.task_update(task=task, actor=alice_actor, priority=1)
-            assert publish.call_count == 0
+            assert ring.call_count == 0
         assert len(callbacks) == 1
-        assert publish.call_count == 0  # nothing is sent while the transaction is open
+        assert ring.call_count == 0  # nothing rings while the transaction is open
         callbacks[0]()
-    assert publish.call_count == 1
-    assert publish.call_args.args[0] == last_event(task)
+    assert ring.call_count == 1
+    assert ring.call_args.args == (task.organization_id, last_event(task).pk)
 
 
-def test_nothing_is_published_after_a_rollback(task, alice_actor, django_capture_on_commit_callbacks):
+def test_nothing_rings_after_a_rollback(task, alice_actor, django_capture_on_commit_callbacks):
     with (
-        mock.patch("tasks_app.broadcast.publish") as publish,
+        mock.patch("tasks_app.live.bell.ring") as ring,
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError),
         transaction.atomic(),
@@ -366,19 +383,31 @@ def test_nothing_is_published_after_a_rollback(task, alice_actor, django_capture
         services.append_activity(task=task, actor=alice_actor, entries=[{"content": "x"}])
         raise RuntimeError("roll back")
     assert callbacks == []
-    assert publish.call_count == 0
+    assert ring.call_count == 0
     task.refresh_from_db()
     assert (task.priority, task.version) == (50, 1)
     assert events_of(task) == 1
 
 
-def test_a_refused_call_publishes_nothing(task, alice_actor, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(services.InvalidInput):
+def test_a_refused_call_rings_nothing(task, alice_actor, django_capture_on_commit_callbacks):
+    with (
+        mock.patch("tasks_app.live.bell.ring") as ring,
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(services.InvalidInput),
+    ):
         services.task_update(task=task, actor=alice_actor, priority=101)
     assert callbacks == []
+    assert ring.call_count == 0
 
 
-def test_the_published_message_carries_the_event(task, alice_actor, django_capture_on_commit_callbacks):
+def test_the_bell_on_the_channel_layer_names_the_organization_and_event(
+    task, alice_actor, django_capture_on_commit_callbacks
+):
+    """The message is the doorbell, not the data: the event row is read from the log."""
+    import time
+
+    from tasks_app.live import bell
+
     sent = []
     layer = mock.Mock()
 
@@ -386,22 +415,87 @@ def test_the_published_message_carries_the_event(task, alice_actor, django_captu
         sent.append((group, message))
 
     layer.group_send = group_send
-    with (
-        mock.patch("tasks_app.broadcast.get_channel_layer", return_value=layer),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        services.task_update(task=task, actor=alice_actor, status="executing")
+    with mock.patch("tasks_app.live.bell.get_channel_layer", return_value=layer):
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            services.task_update(task=task, actor=alice_actor, status="executing")
+        bell.publisher.drain()
+        assert sent == []  # not before commit
+        for callback in callbacks:
+            callback()
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
     event = last_event(task)
-    groups = [group for group, _ in sent]
-    assert groups[0] == f"org.{task.organization_id}" and groups[1].startswith("task.")
-    assert sent[0][1] == {
-        "type": "task.updated",
-        "event_id": event.pk,
-        "task_id": task.pk,
-        "organization_id": task.organization_id,
-        "version": 2,
-        "changes": event.changes,
-    }
+    assert sent == [
+        (
+            f"bell.{task.organization_id}",
+            {"type": "bell", "organization_id": task.organization_id, "event_id": event.pk},
+        )
+    ]
+    assert (event.type, event.task_version, set(event.changes)) == ("task.updated", 2, {"status", "started_at"})
+    assert event.snapshot["status"] == "executing" and event.snapshot["version"] == 2
+
+
+# --- status counts kept by the write path --------------------------------------------------
+
+
+def test_status_counts_equal_a_fresh_group_by_after_every_kind_of_change(acme, globex, alice_actor, system_actor):
+    from tasks_app import selectors
+    from tasks_app.models import TaskCount
+
+    def check() -> None:
+        for org in (acme, globex):
+            kept = selectors.status_counts(org.pk)
+            assert kept == selectors.status_counts_by_group_by(org.pk), org.slug
+            stored = dict(TaskCount.objects.filter(organization=org).values_list("status", "count"))
+            assert {status: n for status, n in stored.items() if n} == {s: n for s, n in kept.items() if n}
+
+    tasks = []
+    for n in range(6):
+        task, _ = services.task_create(organization=acme, actor=system_actor, id=f"c-{n}", priority=n)
+        tasks.append(task)
+        check()
+    done, _ = services.task_create(organization=acme, actor=system_actor, id="c-done", status="completed")
+    theirs, _ = services.task_create(organization=globex, actor=system_actor, id="c-0", status="executing")
+    check()
+    assert selectors.status_counts(acme.pk)["pending"] == 6 and selectors.status_counts(globex.pk)["executing"] == 1
+
+    services.task_claim(organization=acme, actor=system_actor)  # pending -> executing
+    services.task_update(task=tasks[0], actor=system_actor, status="executing")
+    services.task_update(task=tasks[0], actor=system_actor, status="failed", status_reason="boom")
+    services.task_update(task="c-1", organization_id=acme.pk, actor=system_actor, status="executing")
+    services.task_update(task=tasks[1], actor=system_actor, status="completed")
+    check()
+    services.task_retry(task=tasks[0], actor=alice_actor)  # failed -> pending
+    services.task_retry(task=done, actor=alice_actor)  # completed -> pending
+    check()
+    hitl = services.hitl_request(task=tasks[2], actor=system_actor, question="Go?")
+    check()
+    services.hitl_decide(hitl=hitl, actor=alice_actor, approve=False, reason="no")  # paused -> failed
+    paused = services.hitl_request(task=tasks[3], actor=system_actor, question="Go?")
+    check()
+    services.task_stop(task=tasks[4], actor=alice_actor, status="canceled")
+    services.task_delete(task=tasks[3], actor=alice_actor)  # a deleted paused task is counted nowhere
+    services.task_delete(task=tasks[1], actor=alice_actor)
+    services.task_delete(task=theirs, actor=system_actor)
+    check()
+    paused.refresh_from_db()
+    assert paused.decision == HitlDecision.WITHDRAWN
+
+    # Refused and rolled-back changes leave the counts as they were.
+    before = selectors.status_counts(acme.pk)
+    with pytest.raises(services.TransitionRefused):
+        services.task_update(task=tasks[4], actor=system_actor, status="executing")
+    with pytest.raises(services.TaskNotFound):
+        services.task_update(task=tasks[3], actor=system_actor, status="executing")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.task_update(task=tasks[5], actor=system_actor, status="executing")
+        services.task_delete(task=done, actor=system_actor)
+        raise RuntimeError("roll back")
+    assert selectors.status_counts(acme.pk) == before
+    check()
+    assert sum(selectors.status_counts(acme.pk).values()) == 5  # 7 created, 2 deleted
+    assert sum(selectors.status_counts(globex.pk).values()) == 0
 
 
 # --- bad input: a clear error, no change, no event ----------------------------------------

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from tasks_app import services
+from tasks_app import selectors, services
 from tasks_app.models import Organization, Task, TaskEvent
 from tests.conftest import requires_postgres
 
@@ -45,7 +45,7 @@ def test_concurrent_metadata_merges_lose_nothing():
 
     def merge(n: int) -> None:
         for k in range(50):
-            services.task_update(task="merge-target", actor=actor, metadata={f"t{n}-k{k}": k})
+            services.task_update(task="merge-target", organization_id=org.pk, actor=actor, metadata={f"t{n}-k{k}": k})
             connection.close()
 
     assert _run_threads(merge) == []
@@ -73,7 +73,7 @@ def test_concurrent_claimers_get_distinct_tasks():
             if task is None:
                 return
             with lock:
-                claimed.append(task.pk)
+                claimed.append(task.public_id)
 
     assert _run_threads(claim) == []
     assert len(claimed) == 100
@@ -81,3 +81,35 @@ def test_concurrent_claimers_get_distinct_tasks():
     assert not Task.objects.filter(status="pending").exists()
     # Each task was claimed by exactly one event.
     assert TaskEvent.objects.filter(type="task.updated", after__status="executing").count() == 100
+
+
+def test_concurrent_mixed_writes_keep_the_status_counts_exact():
+    """Creates, moves, retries and deletes from 20 threads in two organizations (neither has count
+    rows yet): the kept counts equal a fresh GROUP BY."""
+    orgs = [Organization.objects.create(slug=slug, name=slug) for slug in ("acme", "globex")]
+    actor = services.Actor.system("test")
+
+    def work(n: int) -> None:
+        org = orgs[n % 2]
+        for k in range(5):
+            task, _ = services.task_create(organization=org, actor=actor, id=f"mix-{n}-{k}")
+            connection.close()
+            if k == 0:
+                continue  # stays pending
+            services.task_update(task=task, actor=actor, status="executing")
+            if k == 1:
+                continue
+            services.task_update(task=task, actor=actor, status="failed" if k % 2 else "completed")
+            if k == 3:
+                services.task_retry(task=task, actor=actor)
+            if k == 4:
+                services.task_delete(task=task, actor=actor)
+            connection.close()
+        services.task_claim(organization=org, actor=actor)
+        connection.close()
+
+    assert _run_threads(work) == []
+    for org in orgs:
+        counts = selectors.status_counts(org.pk)
+        assert counts == selectors.status_counts_by_group_by(org.pk), org.slug
+        assert sum(counts.values()) == THREADS // 2 * 4  # five created per thread, one deleted

@@ -6,6 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from tasks_app import services
+from tasks_app.templatetags.taskdesk import task_url
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def task(acme, agent, system_actor):
 
 
 def url(task):
-    return reverse("task_detail", args=[task.pk])
+    return task_url(task)
 
 
 def test_it_renders_the_full_page(signed_in, task):
@@ -63,14 +64,14 @@ def test_it_renders_the_full_page(signed_in, task):
         "1 of 2",
         'aria-valuenow="1"',
         "Sub step",
-        f'hx-get="/tasks/{task.pk}/activity/"',  # the activity log loads as its own fragment
+        f'hx-get="/tasks/acme/{task.public_id}/activity/"',  # the activity log loads as its own fragment
         'id="history-list"',
         "badge-executing",
     ):
         assert needle in html, needle
     for label in ("Created", "Started", "Paused", "Finished", "Duration"):
         assert f"<dt>{label}</dt>" in html
-    assert f'ws-connect="/ws/tasks/{task.pk}/?after=' in html
+    assert f'ws-connect="/ws/tasks/acme/{task.public_id}/?after=' in html
 
 
 def test_it_renders_the_fragment_for_htmx(signed_in, task):
@@ -101,7 +102,8 @@ def test_the_status_select_offers_only_allowed_next_statuses(signed_in, task):
 
 
 def test_unknown_task_is_404(signed_in, db):
-    assert signed_in.get(reverse("task_detail", args=["nope"])).status_code == 404
+    assert signed_in.get(reverse("task_detail", args=["acme", "nope"])).status_code == 404
+    assert signed_in.get(reverse("task_by_id", args=["nope"])).status_code == 404
 
 
 def _count(client, task, **headers):
@@ -126,3 +128,16 @@ def test_query_count_is_constant_for_10_and_200(signed_in, acme, system_actor, f
         counts.append(_count(signed_in, parent, **headers))
     assert counts[0] == counts[1]
     assert counts[0] <= 12
+
+
+def test_a_bare_id_redirects_to_the_task_or_asks_which_organization(signed_in, task, alice, globex, system_actor):
+    from tasks_app.models import Membership, Role
+
+    response = signed_in.get(reverse("task_by_id", args=[task.public_id]))
+    assert response.status_code == 302 and response["Location"] == url(task)
+    Membership.objects.create(user=alice, organization=globex, role=Role.VIEWER)
+    twin, _ = services.task_create(organization=globex, actor=system_actor, id=task.public_id, title="Globex twin")
+    response = signed_in.get(reverse("task_by_id", args=[task.public_id]))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'href="{url(task)}"' in html and f'href="{url(twin)}"' in html

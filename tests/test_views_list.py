@@ -5,11 +5,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 from django.utils import timezone
 
 from tasks_app import services
 from tasks_app.models import Task
+from tasks_app.templatetags.taskdesk import task_url
 
 from .dashboard_helpers import make_tasks
 
@@ -23,9 +23,13 @@ def signed_in(client, alice):
 
 
 def row_ids(html: str) -> list[str]:
+    """The public ids of the rows, in order (a row's DOM id is its internal key, unique across
+    organizations; the id people read is in the row's id cell)."""
     import re
 
-    return re.findall(r'<tr id="task-([^"]+)"', html)
+    return re.findall(
+        r'<tr id="task-[0-9]+".*?<a class="task-id mono" href="[^"]*" title="[^"]*">([^<]+)</a>', html, re.S
+    )
 
 
 def test_it_renders_the_full_page(signed_in, acme, system_actor):
@@ -130,7 +134,7 @@ def test_filters(signed_in, acme, agent, system_actor):
     assert ids("?q=refund") == ["f-a"]
     assert ids("?q=needle") == ["f-c"]
     assert ids("?q=f-b") == ["f-b"]
-    Task.objects.filter(pk="f-a").update(updated_at=timezone.now() - timedelta(days=10))
+    Task.objects.filter(organization=acme, public_id="f-a").update(updated_at=timezone.now() - timedelta(days=10))
     day = (timezone.now() - timedelta(days=10)).date().isoformat()
     assert ids(f"?updated_after={day}&updated_before={day}") == ["f-a"]
     assert "f-a" not in ids(f"?updated_after={timezone.now().date().isoformat()}")
@@ -211,4 +215,28 @@ def test_list_row_offers_only_allowed_statuses(signed_in, acme, system_actor):
     services.task_update(task=task, actor=system_actor, status="completed")
     html = signed_in.get(URL).content.decode()
     # A finished task has no next status: no status form on its row.
-    assert reverse("task_set_status", args=[task.pk]) not in html
+    assert task_url(task, "task_set_status") not in html
+
+
+def test_rows_carry_the_public_id_for_client_side_search(signed_in, acme, system_actor):
+    # Pushed rows are marked "no longer matches" by the browser from data-search: the id the
+    # search matches on (public_id__startswith) must be in it, not the internal key.
+    task = make_tasks(acme, system_actor, 1, prefix="Srch")[0]
+    html = signed_in.get(URL).content.decode()
+    assert f'<tr id="task-{task.pk}"' in html
+    assert 'data-search="srch-0000 task 0 "' in html
+
+
+def test_the_same_id_in_two_organizations_gives_two_rows(client, alice, acme, globex, system_actor):
+    from tasks_app.models import Membership, Role
+
+    Membership.objects.create(user=alice, organization=globex, role=Role.VIEWER)
+    mine = make_tasks(acme, system_actor, 1)[0]
+    theirs = make_tasks(globex, system_actor, 1)[0]
+    client.force_login(alice)
+    html = client.get(URL).content.decode()
+    assert row_ids(html) == ["t-0000", "t-0000"]
+    assert f'<tr id="task-{mine.pk}"' in html and f'<tr id="task-{theirs.pk}"' in html
+    assert f'href="{task_url(mine)}"' in html and f'href="{task_url(theirs)}"' in html
+    # alice edits acme's row only: she is a viewer of globex.
+    assert task_url(mine, "task_set_status") in html and task_url(theirs, "task_set_status") not in html

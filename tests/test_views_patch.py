@@ -1,10 +1,10 @@
 """Inline patches from the detail page and the list row: the write path, bad input, conflicts."""
 
 import pytest
-from django.urls import reverse
 
 from tasks_app import services
 from tasks_app.models import Face, Task, TaskEvent
+from tasks_app.templatetags.taskdesk import task_url
 
 from .dashboard_helpers import event_count
 
@@ -25,7 +25,7 @@ def task(acme, system_actor):
 
 
 def post(client, name, task, data, **extra):
-    return client.post(reverse(name, args=[task.pk]), data, **HX, **extra)
+    return client.post(task_url(task, name), data, **HX, **extra)
 
 
 def fresh(task) -> Task:
@@ -62,7 +62,7 @@ def test_status_change_from_the_list_row(signed_in, task):
     response = post(signed_in, "task_set_status", task, {"status": "executing", "version": 1, "page": "list"})
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.strip().startswith('<tr id="task-p-1"') and "badge-executing" in html
+    assert html.strip().startswith(f'<tr id="task-{task.pk}"') and "badge-executing" in html
     assert f'id="status-counts-{task.organization_id}"' in html and 'hx-swap-oob="true"' in html
     assert fresh(task).status == "executing"
 
@@ -97,8 +97,8 @@ def test_stop_and_retry(signed_in, task):
 
 
 def test_the_stop_button_asks_for_confirmation(signed_in, task):
-    html = signed_in.get(reverse("task_detail", args=[task.pk])).content.decode()
-    stop_form = html[html.index(reverse("task_stop", args=[task.pk])) - 200 :][:600]
+    html = signed_in.get(task_url(task)).content.decode()
+    stop_form = html[html.index(task_url(task, "task_stop")) - 200 :][:600]
     assert "hx-confirm=" in stop_form
 
 
@@ -147,7 +147,7 @@ def test_disallowed_transition_from_the_list_row(signed_in, task, system_actor):
     data = {"status": "executing", "version": fresh(task).version, "page": "list"}
     response = post(signed_in, "task_set_status", task, data)
     html = response.content.decode()
-    assert response.status_code == 422 and html.strip().startswith('<tr id="task-p-1"')
+    assert response.status_code == 422 and html.strip().startswith(f'<tr id="task-{task.pk}"')
     assert "completed is final" in html
     assert_unchanged(task, state, events)
 
@@ -226,9 +226,9 @@ def test_a_stale_stop_shows_the_conflict(signed_in, task, system_actor):
 
 
 def test_htmx_is_told_to_swap_409_and_422(signed_in, task):
-    html = signed_in.get(reverse("task_detail", args=[task.pk])).content.decode()
+    html = signed_in.get(task_url(task)).content.decode()
     assert '"code": "409", "swap": true' in html and '"code": "422", "swap": true' in html
 
 
 def test_patches_need_post(signed_in, task):
-    assert signed_in.get(reverse("task_set_status", args=[task.pk])).status_code == 405
+    assert signed_in.get(task_url(task, "task_set_status")).status_code == 405

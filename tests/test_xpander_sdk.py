@@ -8,9 +8,15 @@ import asyncio
 import httpx
 import pytest
 
-from tasks_app.models import ActivityEntry, Agent, Task, TaskEvent
+from tasks_app.models import ActivityEntry, Agent, TaskEvent
 
-from .clients_conftest import assert_written_by, events_of, face_world_fixture, requires_xpander  # noqa: F401
+from .clients_conftest import (  # noqa: F401
+    assert_written_by,
+    events_of,
+    face_world_fixture,
+    requires_xpander,
+    task_of,
+)
 
 pytestmark = [requires_xpander, pytest.mark.django_db(transaction=True)]
 
@@ -109,7 +115,7 @@ def test_it_drives_a_task_through_its_life(face_world):
     assert done.duration > 0  # derived by the lifecycle, not overwritten by asave's echo of 0
     assert out["activity"].id == created.id and out["activity"].messages == []
 
-    row = Task.objects.get(pk=created.id)
+    row = task_of(face_world.acme, created.id)
     assert row.agent == Agent.objects.get(organization=face_world.acme, name="research-bot")
     assert (row.status, row.result, row.prompt_tokens, row.completion_tokens) == ("completed", "Final", 200, 50)
     assert row.input_user == {
@@ -120,7 +126,7 @@ def test_it_drives_a_task_through_its_life(face_world):
         "additional_attributes": None,
         "timezone": None,
     }
-    events = events_of(created.id)
+    events = events_of(face_world.acme, created.id)
     assert_written_by(events, LABEL, "xpander")
     assert [e.type for e in events] == [
         "task.created",
@@ -159,8 +165,8 @@ def test_it_refuses_a_disallowed_transition_and_stale_version_with_409(face_worl
     task, refused, stale = asyncio.run(scenario())
     assert refused.status_code == 409 and "completed" in refused.description
     assert stale.status_code == 409 and stale.json()["current_version"] == 2
-    assert Task.objects.get(pk=task.id).result == "ok"
-    assert len(events_of(task.id)) == 2
+    assert task_of(face_world.acme, task.id).result == "ok"
+    assert len(events_of(face_world.acme, task.id)) == 2
 
 
 def test_it_stops_a_task(face_world):
@@ -186,7 +192,7 @@ def test_it_stops_a_task(face_world):
     assert second.status.value == "stopped" and second.is_manually_stopped is True
     assert again.status_code == 409 and missing.status_code == 404
     for task_id in (stopped.id, second.id):
-        events = events_of(task_id)
+        events = events_of(face_world.acme, task_id)
         assert_written_by(events, LABEL, "xpander")
         assert events[-1].after["status"] == "stopped"
 
@@ -243,11 +249,11 @@ def test_it_records_an_external_run_whole(face_world):
         ("agent", "No seats left."),
     ]
 
-    events = events_of("ext-run-1")
+    events = events_of(face_world.acme, "ext-run-1")
     assert_written_by(events, LABEL, "xpander")
     assert [e.type for e in events] == ["task.created", "task.activity"]
     assert events[0].after["status"] == "completed"
-    assert ActivityEntry.objects.filter(task_id="ext-run-1").count() == 2
+    assert ActivityEntry.objects.filter(task=task_of(face_world.acme, "ext-run-1")).count() == 2
     assert Agent.objects.filter(organization=face_world.acme, name="ext-bot").count() == 1
 
 
@@ -348,6 +354,37 @@ def test_it_keeps_organizations_apart_and_checks_the_key(face_world):
         "no_key": 401,
     }
     assert TaskEvent.objects.count() == before + 1  # only acme's own create
-    row = Task.objects.get(pk=task.id)
+    row = task_of(face_world.acme, task.id)
     assert (row.status, row.version, row.prompt_tokens) == ("pending", 1, 0)
     assert not Agent.objects.filter(organization=face_world.globex).exists()
+
+
+def test_two_organizations_may_use_the_same_task_id(face_world):
+    from xpander_sdk import Task as XTask
+    from xpander_sdk import Tasks
+
+    acme_cfg = _config(face_world)
+    globex_cfg = _config(face_world, token=face_world.globex_token, org="globex")
+
+    async def scenario():
+        ours = await XTask.areport_external_task(
+            configuration=acme_cfg, agent_id="bot", id="same-run", input="acme's", result="A"
+        )
+        theirs = await XTask.areport_external_task(
+            configuration=globex_cfg, agent_id="bot", id="same-run", input="globex's", result="G"
+        )
+        return (
+            ours,
+            theirs,
+            await Tasks(configuration=acme_cfg).aget(task_id="same-run"),
+            await Tasks(configuration=globex_cfg).aget(task_id="same-run"),
+        )
+
+    ours, theirs, acme_read, globex_read = asyncio.run(scenario())
+    assert ours.id == theirs.id == "same-run"
+    assert (ours.organization_id, ours.result, acme_read.result, acme_read.input.text) == ("acme", "A", "A", "acme's")
+    assert (theirs.organization_id, theirs.result, globex_read.result) == ("globex", "G", "G")
+    acme_row, globex_row = task_of(face_world.acme, "same-run"), task_of(face_world.globex, "same-run")
+    assert acme_row.pk != globex_row.pk
+    assert_written_by(events_of(face_world.acme, "same-run"), LABEL, "xpander")
+    assert_written_by(events_of(face_world.globex, "same-run"), "token:outsider", "xpander")

@@ -4,8 +4,9 @@ import pytest
 from django.urls import reverse
 
 from tasks_app import services
-from tasks_app.live_fragments import render_event_html
+from tasks_app.live.fragments import render_event_html
 from tasks_app.models import EventType, TaskEvent
+from tasks_app.templatetags.taskdesk import task_url
 
 from .dashboard_helpers import XSS_PAYLOADS, assert_escaped
 
@@ -60,7 +61,7 @@ def test_search_text_is_escaped_in_the_filter_form(client, alice, evil):
 def test_detail_escapes_payloads(client, alice, evil):
     client.force_login(alice)
     for task in evil:
-        html = client.get(reverse("task_detail", args=[task.pk])).content.decode()
+        html = client.get(task_url(task)).content.decode()
         assert_escaped(html)
         assert (
             "&lt;img src=x onerror=alert(1)&gt;" in html
@@ -75,14 +76,14 @@ def test_patch_responses_escape_payloads(client, alice, evil):
     for payload in XSS_PAYLOADS:
         version = type(task).objects.get(pk=task.pk).version
         response = client.post(
-            reverse("task_set_metadata", args=[task.pk]),
+            task_url(task, "task_set_metadata"),
             {"metadata": payload, "version": version},
             HTTP_HX_REQUEST="true",
         )
         assert response.status_code == 422
         assert_escaped(response.content.decode())
         response = client.post(
-            reverse("task_set_result", args=[task.pk]), {"result": payload, "version": version}, HTTP_HX_REQUEST="true"
+            task_url(task, "task_set_result"), {"result": payload, "version": version}, HTTP_HX_REQUEST="true"
         )
         assert response.status_code in (200, 409)
         assert_escaped(response.content.decode())

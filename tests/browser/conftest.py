@@ -91,18 +91,25 @@ def wait_live(page, state: str = "open") -> None:
     page.wait_for_function("s => document.documentElement.dataset.ws === s", arg=state, timeout=TIMEOUT_MS)
 
 
-def change_from_another_process(task_id: str, **fields) -> None:
-    """services.task_update in a separate `manage.py shell` process, like an agent or worker."""
+def change_from_another_process(task, **fields) -> None:
+    """services.task_update in a separate `manage.py shell` process, like an agent or worker.
+
+    The task is named as an agent names it: its public id within its organization. The process
+    waits for its bell to leave (live.bell's publisher thread) before it exits, so the change
+    reaches the server's sockets through Redis, not only through the server's idle check.
+    """
     code = (
-        "import json, os; from tasks_app import services; "
-        "services.task_update(task=os.environ['TD_TASK'], actor=services.Actor.system('agent-process'), "
-        "**json.loads(os.environ['TD_FIELDS']))"
+        "import json, os; from tasks_app import services; from tasks_app.live import bell; "
+        "services.task_update(task=os.environ['TD_TASK'], organization_id=int(os.environ['TD_ORG']), "
+        "actor=services.Actor.system('agent-process'), **json.loads(os.environ['TD_FIELDS'])); "
+        "bell.publisher.drain()"
     )
     env = {
         **os.environ,
         "TASKDESK_USE_TEST_DATABASE": "1",
         "TEST_DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
-        "TD_TASK": task_id,
+        "TD_TASK": task.public_id,
+        "TD_ORG": str(task.organization_id),
         "TD_FIELDS": json.dumps(fields),
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

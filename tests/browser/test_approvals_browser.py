@@ -37,8 +37,10 @@ def _page_for(browser, base_url, user):
 def _paused(org, task_id, question="Refund the customer?"):
     actor = services.Actor.system("agent")
     services.task_create(organization=org, actor=actor, id=task_id, title=f"Task {task_id}")
-    services.task_update(task=task_id, actor=actor, status="executing")
-    return services.hitl_request(task=task_id, actor=actor, question=question, payload={"amount": 20})
+    services.task_update(task=task_id, organization_id=org.pk, actor=actor, status="executing")
+    return services.hitl_request(
+        task=task_id, organization_id=org.pk, actor=actor, question=question, payload={"amount": 20}
+    )
 
 
 def _wait_for(predicate, timeout=10.0):
@@ -67,7 +69,7 @@ def test_approving_in_one_session_drops_the_card_live_in_another(transactional_d
     assert two.locator("[data-hitl-card]").count() == 1
     assert two.locator(f"#hitl-{second.pk}[data-hitl-card]").count() == 1
     assert two.locator("#hitl-badge").get_attribute("data-count") == "1"
-    assert Task.objects.get(pk="live-1").status == "executing"
+    assert Task.objects.get(organization=acme, public_id="live-1").status == "executing"
 
 
 def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, acme, alice):
@@ -101,7 +103,7 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
     page.locator(f"#hitl-{second.pk} [data-reason-input]").press("Enter")
     page.wait_for_selector(f"#hitl-{second.pk}.hitl-card--decided")
     assert _wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "rejected")
-    assert Task.objects.get(pk="kb-2").status_reason == "not allowed"
+    assert Task.objects.get(organization=acme, public_id="kb-2").status_reason == "not allowed"
 
     # e opens the payload editor; typing j/k/a there is text, not a shortcut.
     page.locator(f"#hitl-{third.pk}").focus()
@@ -134,7 +136,7 @@ def test_a_10000_entry_log_opens_and_scrolls(transactional_db, daphne_server, br
 
     def open_log(task_id):
         started = time.monotonic()
-        page.goto(f"/tasks/{task_id}/activity/")
+        page.goto(f"/tasks/acme/{task_id}/activity/")
         page.wait_for_selector("[data-activity-entry]")
         return time.monotonic() - started
 
