@@ -5,24 +5,31 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SIM_RATE ?= 2
+PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test test-fast lint format migrate seed clean
+.PHONY: run test lint format migrate seed bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+# What running Taskdesk needs, and no more (make run).
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(PIP) -r requirements.txt
+	touch $@
+
+# Test, lint and benchmark tools on top of the runtime.
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 # The real xpander and Agentex clients, for the tests only (~550 MB). xpander_sdk does not import
 # without agno, which must come in a second pip call (one combined call fails to resolve here).
 $(VENV)/.clients: requirements-clients.txt $(VENV)/.installed
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements-clients.txt
-	$(BIN)/pip install -q --disable-pip-version-check agno==2.5.14
+	$(PIP) -r requirements-clients.txt
+	$(PIP) agno==2.5.14
 	touch $@
 
-migrate: $(VENV)/.installed
+migrate: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 
 seed: migrate
@@ -31,23 +38,25 @@ seed: migrate
 # daphne and the agent simulator side by side; the simulator drives the server through its agent
 # APIs (xpander, Agentex, JSON-RPC, native REST), so changes reach open browsers even with the
 # embedded in-memory channel layer. Ctrl-C (or either process ending) stops both; the simulator
-# revokes the API tokens it created.
+# revokes the API tokens it created. HOST=0.0.0.0 PORT=9000 make run listens elsewhere.
 run: seed
 	@echo ""
-	@echo "  Taskdesk:  http://$(HOST):$(PORT)/   (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "  Taskdesk listens on http://$(HOST):$(PORT)/   (admin: http://$(HOST):$(PORT)/admin/)"
 	@echo "  Logins (password 'taskdesk'): alice (operator, acme), bob (viewer, acme),"
 	@echo "                                charlie (operator, globex), admin (superuser)"
 	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s. Ctrl-C stops both."
 	@echo ""
-	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait' INT TERM EXIT; \
+	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait 2>/dev/null; echo ""; echo "  Taskdesk stopped."; exit 0' INT TERM EXIT; \
 	$(BIN)/daphne -v 0 -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
 	$(BIN)/python manage.py simulate_agents --url http://$(HOST):$(PORT) --rate $(SIM_RATE) & simulator=$$!; \
 	wait $$server
 
-# Two pytest runs: Playwright's sync API keeps an event loop in the main thread, which clashes
-# with the pytest-asyncio tests when both share one process.
+# PostgreSQL and Redis at their default local addresses are used when they answer
+# (tests/local_services.py says which in the first lines). Two pytest runs: Playwright's sync API
+# keeps an event loop in the main thread, which clashes with the pytest-asyncio tests.
 test: $(VENV)/.installed $(VENV)/.clients
-	$(BIN)/python -m pytest --ignore=tests/browser
+	@eval "$$($(BIN)/python tests/local_services.py)" && \
+	$(BIN)/python -m pytest --ignore=tests/browser && \
 	$(BIN)/python -m pytest tests/browser
 
 lint: $(VENV)/.installed
@@ -58,6 +67,13 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Every benchmark, one table (bench/run_all.py); bench-quick is the same at small sizes (< 3 min).
+bench: $(VENV)/.installed
+	@eval "$$($(BIN)/python tests/local_services.py)" && $(BIN)/python bench/run_all.py
+
+bench-quick: $(VENV)/.installed
+	@eval "$$($(BIN)/python tests/local_services.py)" && $(BIN)/python bench/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) taskdesk.sqlite3 staticfiles .pytest_cache
