@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -193,7 +193,7 @@ async def face_frames(
         if event is None:
             yield ping
             continue
-        frames, last = await sync_to_async(render_closing, thread_sensitive=False)(event)
+        frames, last = await database_sync_to_async(render_closing, thread_sensitive=False)(event)
         for frame in frames:
             yield frame
         if last:

@@ -276,7 +276,7 @@ def patch_task(
     if header_version is not None:
         expected = header_version
     task = services.task_update(
-        task=_task(token, task_id),
+        task=task_id,
         actor=_actor(token),
         organization_id=token.organization_id,
         expected_version=expected,
@@ -292,7 +292,7 @@ def stop_task(request, task_id: str, payload: StopIn | None = None):
     token = _token(request, "tasks.stop")
     payload = payload or StopIn()
     task = services.task_stop(
-        task=_task(token, task_id),
+        task=task_id,
         actor=_actor(token),
         organization_id=token.organization_id,
         reason=payload.reason,
@@ -308,7 +308,7 @@ def stop_task(request, task_id: str, payload: StopIn | None = None):
 )
 def retry_task(request, task_id: str):
     token = _token(request, "tasks.retry")
-    task = services.task_retry(task=_task(token, task_id), actor=_actor(token), organization_id=token.organization_id)
+    task = services.task_retry(task=task_id, actor=_actor(token), organization_id=token.organization_id)
     return Status(200, _out(task))
 
 
@@ -324,7 +324,7 @@ def append_activity(request, task_id: str, payload: ActivityIn | ActivityBatchIn
     token = _token(request, "activity.append")
     entries = payload if isinstance(payload, list) else [payload]
     created = services.append_activity(
-        task=_task(token, task_id),
+        task=task_id,
         actor=_actor(token),
         organization_id=token.organization_id,
         entries=[entry.model_dump(exclude_none=True) for entry in entries],
@@ -353,7 +353,7 @@ def list_activity(request, task_id: str, after: int = Query(0, ge=0, le=2**62), 
 def request_hitl(request, task_id: str, payload: HitlIn):
     token = _token(request, "hitl.request")
     hitl = services.hitl_request(
-        task=_task(token, task_id),
+        task=task_id,
         actor=_actor(token),
         organization_id=token.organization_id,
         question=payload.question,
@@ -417,7 +417,7 @@ def decide_hitl(request, task_id: str, payload: HitlDecisionIn):
 def report_metrics(request, task_id: str, payload: MetricsIn):
     token = _token(request, "metrics.report")
     task = services.report_metrics(
-        task=_task(token, task_id),
+        task=task_id,
         actor=_actor(token),
         organization_id=token.organization_id,
         **payload.model_dump(exclude_none=True),

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -81,13 +82,15 @@ async def event_stream(
     heartbeat = _default_heartbeat() if heartbeat is None else heartbeat
     poll = _poll_seconds() if poll is None else poll
     hub = hub_for_running_loop()
+    # A worker thread of its own per read, its pooled connection returned after each.
+    read_batch = database_sync_to_async(_events_batch, thread_sensitive=False)
     listener = hub.listen(organization_id, Identity.for_token(token) if token is not None else None)
     try:
         last_sent = time.monotonic()
         while not listener.ended:
             # Cleared before reading, so a bell that rings during the read wakes the next wait.
             listener.woken.clear()
-            events = await sync_to_async(_events_batch, thread_sensitive=False)(organization_id, after_id, task_pk)
+            events = await read_batch(organization_id, after_id, task_pk)
             for event in events:
                 after_id = event.pk
                 yield event

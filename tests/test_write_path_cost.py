@@ -1,0 +1,135 @@
+"""What a write costs, held in place: one read of the task, agent views off the shared thread,
+an async middleware chain, a lean chain for the agent faces (bench/bench_writes.py measures it)."""
+
+import threading
+
+import pytest
+from asgiref.sync import iscoroutinefunction
+from asgiref.testing import ApplicationCommunicator
+from django.core.handlers.asgi import ASGIHandler
+from django.db import connection
+from django.http import JsonResponse
+from django.test import AsyncRequestFactory, RequestFactory
+from django.test.utils import CaptureQueriesContext
+
+from tasks_app.api import ratelimit
+from tasks_app.api.threads import in_worker_thread
+from tasks_app.models import TaskEvent
+from tasks_app.services import Actor, api_token_create, task_create
+
+
+@pytest.fixture
+def token(acme):
+    token, raw = api_token_create(organization=acme, name="cost")
+    yield raw
+    ratelimit.forget(token)
+
+
+def _patch(client, raw, task_id, body):
+    return client.patch(
+        f"/api/v1/tasks/{task_id}", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
+
+
+@pytest.mark.django_db
+def test_a_native_patch_reads_the_task_once(client, acme, agent, token):
+    task_create(organization=acme, actor=Actor.system("t"), id="once", title="once", agent=agent.name)
+    assert _patch(client, token, "once", {"priority": 1}).status_code == 200  # warms the token cache
+    with CaptureQueriesContext(connection) as queries:
+        response = _patch(client, token, "once", {"priority": 2, "metadata": {"k": "v"}})
+    assert response.status_code == 200
+    assert response.json()["agent"] == agent.name  # the locked read brought the agent's name along
+    reads = [q["sql"] for q in queries.captured_queries if "tasks_app_task" in q["sql"].split(" WHERE ")[0]]
+    reads = [sql for sql in reads if sql.startswith("SELECT")]
+    assert len(reads) == 1, reads
+    assert "FOR UPDATE" in reads[0] or connection.vendor != "postgresql"
+    # BEGIN/SAVEPOINT aside: the lock, the UPDATE, the ordering lock, the event INSERT.
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]
+    assert len(writes) == 2, writes
+    assert TaskEvent.objects.filter(task__public_id="once").count() == 3
+
+
+@pytest.mark.django_db
+def test_a_missing_task_is_the_same_404_as_before(client, acme, token):
+    response = _patch(client, token, "nope", {"priority": 2})
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+
+
+def _thread_name(request):
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+async def test_an_agent_view_runs_in_a_worker_thread_under_asgi():
+    view = in_worker_thread(_thread_name)
+    assert iscoroutinefunction(view)
+    first = await view(AsyncRequestFactory().get("/api/v1/tasks"))
+    # asgiref's one shared thread for sync code is "sync_to_async..."-less: the default
+    # executor's threads are named "asyncio_N"; whatever the names, two calls at once overlap.
+    assert b"asyncio" in first.content
+    gate = threading.Barrier(2, timeout=5)
+
+    def both_at_once(request):
+        gate.wait()  # deadlocks (BrokenBarrierError after 5 s) if the two calls share a thread
+        return JsonResponse({})
+
+    import asyncio
+
+    slow = in_worker_thread(both_at_once)
+    results = await asyncio.gather(*(slow(AsyncRequestFactory().get("/rpc")) for _ in range(2)))
+    assert [r.status_code for r in results] == [200, 200]
+
+
+def test_a_sync_caller_keeps_its_own_thread_and_connection():
+    from asgiref.sync import async_to_sync
+
+    view = in_worker_thread(_thread_name)
+    response = async_to_sync(view)(RequestFactory().get("/api/v1/tasks"))
+    assert threading.current_thread().name.encode() in response.content
+
+
+def test_the_middleware_chain_is_async_end_to_end():
+    handler = ASGIHandler()
+    handler.load_middleware(is_async=True)
+    # A sync-only middleware anywhere would make Django adapt the whole chain to sync.
+    assert iscoroutinefunction(handler._middleware_chain)
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    for path in settings.MIDDLEWARE:
+        assert getattr(import_string(path), "async_capable", True), path
+
+
+async def _get(application, path: str) -> dict:
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": [(b"host", b"testserver")]}
+    scope.update(http_version="1.1", scheme="http", server=("testserver", 80), client=("127.0.0.1", 1), root_path="")
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "http.request", "body": b""})
+    start = await communicator.receive_output(10)
+    body = b""
+    while True:
+        chunk = await communicator.receive_output(10)
+        body += chunk.get("body", b"")
+        if not chunk.get("more_body"):
+            break
+    await communicator.wait()
+    return {"status": start["status"], "headers": start["headers"], "body": body}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_static_files_and_agent_paths_through_the_asgi_application(acme):
+    from dashboard.asgi import application
+
+    static = await _get(application, "/static/css/taskdesk.css")
+    assert static["status"] == 200 and b"{" in static["body"]
+    page = await _get(application, "/login/")
+    api = await _get(application, "/api/v1/tasks")
+    assert page["status"] == 200 and api["status"] == 401
+    page_headers = {k.lower(): v for k, v in page["headers"]}
+    api_headers = {k.lower(): v for k, v in api["headers"]}
+    # The pages' chain sets the CSRF cookie and varies on it; the agents' lean chain does neither...
+    assert b"cookie" in page_headers.get(b"vary", b"").lower()
+    assert b"cookie" not in api_headers.get(b"vary", b"").lower()
+    assert b"set-cookie" not in api_headers
+    # ...and keeps the security headers.
+    assert api_headers[b"x-content-type-options"] == b"nosniff"
