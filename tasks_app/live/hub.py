@@ -434,7 +434,8 @@ class Hub:
     async def _tick(self) -> None:
         next_idle = next_credentials = time.monotonic()
         while True:
-            await asyncio.sleep(0.25)
+            # Asleep until the next check is due (at most 1 s, so a health change shortens it soon).
+            await asyncio.sleep(min(max(0.05, min(next_idle, next_credentials) - time.monotonic()), 1.0))
             now = time.monotonic()
             try:
                 if now >= next_idle:
