@@ -142,16 +142,42 @@ class CappedCountPaginator(Paginator):
         return self.object_list[: self.cap].count()
 
 
+class RecentSourceFilter(admin.SimpleListFilter):
+    """Filter by source, offering the sources of the newest tasks.
+
+    Django's field filter lists them with SELECT DISTINCT over the whole table (230 ms at a
+    million tasks, on every changelist view); the newest RECENT rows by primary key cost the
+    same at any size, and a source no recent task used can still be filtered by URL (?source=).
+    """
+
+    title = "source"
+    parameter_name = "source"
+    RECENT = 10_000
+
+    def lookups(self, request: HttpRequest, model_admin):
+        recent = Task.objects.order_by("-id").values_list("pk", flat=True)[: self.RECENT]
+        sources = Task.objects.filter(pk__in=recent).order_by("source").values_list("source", flat=True).distinct()
+        return [(source, source or "(none)") for source in sources]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(source=value)
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     paginator = CappedCountPaginator
     list_display = ("public_id", "title", "status", "agent", "priority", "updated_at")
-    list_filter = ("status", "agent", "organization", "source")
+    list_filter = ("status", "agent", "organization", RecentSourceFilter)
     search_fields = ("=public_id", "title", "input_text")
     show_full_result_count = False
     list_select_related = ("agent", "organization")
     list_per_page = 50
+    # Newest first by row id: the primary key's index serves it over every organization (the
+    # model's -created_at order has an index per organization only: a superuser's list across
+    # all of them sorted the whole table, 111 ms at 100k tasks).
+    ordering = ("-id",)
     raw_id_fields = ("parent",)
     actions = ("stop_tasks", "retry_tasks", "soft_delete_tasks")
     fieldsets = (

@@ -278,3 +278,21 @@ def test_the_changelist_counts_at_most_a_capped_number_of_rows(admin_client, acm
     assert response.status_code == 200
     counts = [q["sql"] for q in ctx.captured_queries if "COUNT(" in q["sql"].upper() and "tasks_app_task" in q["sql"]]
     assert counts and all("LIMIT 5" in sql for sql in counts), counts
+
+
+def test_changelist_is_newest_first_and_filters_by_recent_sources(admin_client, acme, agent):
+    Task.objects.bulk_create(
+        [
+            Task(public_id=f"src-{n}", organization=acme, agent=agent, title=f"Source {n}", source=source)
+            for n, source in enumerate(["email", "chat", "email", ""])
+        ]
+    )
+    response = admin_client.get("/admin/tasks_app/task/")
+    assert response.status_code == 200
+    shown = [task.public_id for task in response.context["cl"].result_list]
+    assert shown[:4] == ["src-3", "src-2", "src-1", "src-0"]  # newest row first
+    choices = {c["display"] for spec in response.context["cl"].filter_specs if spec.title == "source"
+               for c in spec.choices(response.context["cl"])}  # fmt: skip
+    assert {"email", "chat", "(none)"} <= choices
+    filtered = admin_client.get("/admin/tasks_app/task/?source=chat")
+    assert [t.public_id for t in filtered.context["cl"].result_list] == ["src-1"]
