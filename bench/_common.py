@@ -50,21 +50,23 @@ def bench_database() -> Iterator[None]:
         teardown_test_environment()
 
 
-def copy_tasks(template_id: str, organization_id: int, count: int) -> None:
-    """`count` tasks <org>-1..<org>-<count> in the organization, copied from a template row in SQL.
+def copy_tasks(template_pk: int, organization_id: int, count: int, *, first: int = 1) -> None:
+    """Tasks <org>-<first>..<org>-<first+count-1> in the organization, copied from a template row in SQL.
 
     Newest first by number (<org>-1 is the newest), statuses spread over the lifecycle, one
-    `task.created` event each (the replay log grows with the tasks, as in production).
+    `task.created` event each (the replay log grows with the tasks, as in production), and the
+    organization's status counters recounted (the write path keeps them; a bulk load must too).
     """
     from django.db import connection
 
     from tasks_app import lifecycle
     from tasks_app.models import Task
+    from tasks_app.services import counters
 
     quote = connection.ops.quote_name
     statuses = "ARRAY[" + ",".join(f"'{s}'" for s in lifecycle.STATUSES) + "]"
     overrides = {
-        "id": "%(org)s::text || '-' || g",
+        "public_id": "%(org)s::text || '-' || g",
         "organization_id": "%(org)s",
         "name": "NULL",
         "title": "'Bench task ' || g",
@@ -77,22 +79,26 @@ def copy_tasks(template_id: str, organization_id: int, count: int) -> None:
         "created_at": "now() - g * interval '1 minute'",
         "updated_at": "now() - g * interval '1 minute'",
     }
-    columns = [field.column for field in Task._meta.concrete_fields]
+    columns = [field.column for field in Task._meta.concrete_fields if field.column != "id"]
     select = ", ".join(overrides.get(column, f"t.{quote(column)}") for column in columns)
+    params = {"org": organization_id, "first": first, "last": first + count - 1, "template": template_pk}
     with connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM tasks_app_task")
+        (params["before"],) = cursor.fetchone()
         cursor.execute(
             f"INSERT INTO tasks_app_task ({', '.join(quote(c) for c in columns)})"  # noqa: S608 (column names from the model)
-            f" SELECT {select} FROM tasks_app_task t CROSS JOIN generate_series(1, %(count)s) g"
+            f" SELECT {select} FROM tasks_app_task t CROSS JOIN generate_series(%(first)s, %(last)s) g"
             " WHERE t.id = %(template)s",
-            {"org": organization_id, "count": count, "template": template_id},
+            params,
         )
         cursor.execute(
             "INSERT INTO tasks_app_taskevent (task_id, organization_id, type, changes, before, after,"
             " actor_kind, actor_label, face, task_version, created_at)"
-            " SELECT %(org)s::text || '-' || g, %(org)s, 'task.created', '[]', '{}', '{}',"
-            " 'system', 'bench', 'system', 1, now() - g * interval '1 minute' FROM generate_series(1, %(count)s) g",
-            {"org": organization_id, "count": count},
+            " SELECT t.id, t.organization_id, 'task.created', '[]', '{}', '{}', 'system', 'bench', 'system', 1,"
+            " t.created_at FROM tasks_app_task t WHERE t.organization_id = %(org)s AND t.id > %(before)s",
+            params,
         )
+    counters.recount(organization_id)
 
 
 def analyze() -> None:
@@ -128,3 +134,26 @@ def median_ms(times: list[float]) -> float:
 
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:5.2f}" if baseline > 0 else "  n/a"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- One table for `make bench` -------------------------------------------------------------
+
+SUMMARY_ENV = "BENCH_SUMMARY"
+
+
+def summary_row(measure: str, value: str, baseline: str, ratio: float | None, goal: str, met: bool | None) -> None:
+    """One line of `make bench`'s table, appended (JSON) to $BENCH_SUMMARY when run_all.py asks."""
+    import json
+
+    path = os.environ.get(SUMMARY_ENV)
+    if not path:
+        return
+    row = {"measure": measure, "value": value, "baseline": baseline, "ratio": ratio, "goal": goal, "met": met}
+    with open(path, "a") as out:
+        out.write(json.dumps(row) + "\n")

@@ -1,26 +1,30 @@
-"""Live fan-out: from a services.task_update commit to its fragment on ALL N open list sockets.
+"""Live fan-out: from an agent's PATCH to its fragment on ALL N open list sockets, against bare Channels.
 
 One daphne process (a subprocess on a free port, serving this run's throwaway database) holds N
-websocket clients on the task list (/ws/tasks/, signed in as alice by session cookie). This
-process commits task changes through tasks_app.services, which publish through Redis; the time
-from the COMMIT (an on_commit hook that runs just before the publish) until the last of the N
-sockets has the event's fragment is the event's fan-out latency. N=1 is the baseline, measured in
-the same run; p50/p95 over the events of each N are printed with their ratios.
+websocket clients on the task list (/ws/tasks/, signed in as alice by session cookie). An agent
+sends `PATCH /api/v1/tasks/{id}` to that process; the time from sending it until the last of the
+N sockets has the event's fragment is the event's fan-out latency (p50, p99, and reach: the share
+of events every socket got within 10 s).
 
-The server renders each event's fragment once per process (tasks_app.live), not once per socket:
-daphne runs through bench/_daphne_counting.py, which counts the renders per event, and its CPU
-time per event is read from /proc.
+The baseline, measured in the same run on the same machine and Redis: the bare Channels stack
+(bench/_bare_channels.py), N sockets in one group, one group_send of a fragment-sized text that
+each consumer forwards as is (no auth, no database, no rendering), timed from the group_send.
+Also per server: memory per idle socket (RSS growth / N) and CPU with N idle sockets.
+
+Taskdesk renders each event's fragment once per process (tasks_app.live), not once per socket:
+its daphne runs through bench/_daphne_counting.py, which counts the renders per event.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/10 \\
-        .venv/bin/python bench/bench_fanout.py [--sizes 1,100,500] [--events 40]
+        .venv/bin/python bench/bench_fanout.py [--sizes 1,100,1000] [--events 40]
 
 Creates and drops its own database (TEST_DATABASE_NAME, default bench_taskdesk_fanout). The
 websocket clients run in this process (the `websockets` library), so on a small machine their
-own CPU is part of the figure, as a browser's would be on the client side.
+own CPU is part of both figures, as a browser's would be on the client side.
 """
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -39,7 +43,7 @@ os.environ.setdefault("CHANNEL_PREFIX", f"benchfanout{os.getpid()}")
 _common.setup("bench_taskdesk_fanout")
 
 from django.conf import settings  # noqa: E402
-from django.db import connections, transaction  # noqa: E402
+from django.db import connections  # noqa: E402
 
 EVENT_ID_RE = re.compile(rb'data-event-id="(\d+)"')
 TIMEOUT_S = 10.0
@@ -47,7 +51,7 @@ TIMEOUT_S = 10.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,100,500", help="socket counts; the first is the baseline")
+    parser.add_argument("--sizes", default="1,100,1000", help="socket counts; the first is the baseline")
     parser.add_argument("--events", type=int, default=40, help="events timed per socket count")
     parser.add_argument(
         "--org-tasks",
@@ -79,8 +83,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_daphne(render_log: Path, server_log: Path) -> tuple[subprocess.Popen, str]:
+def start_daphne(render_log: Path, server_log: Path, *, bare: bool = False) -> tuple[subprocess.Popen, str]:
+    """Taskdesk's daphne (renders counted), or with bare=True the bare Channels app."""
     port = free_port()
+    here = Path(__file__).resolve().parent
     env = {
         **os.environ,
         "TASKDESK_USE_TEST_DATABASE": "1",
@@ -88,12 +94,15 @@ def start_daphne(render_log: Path, server_log: Path) -> tuple[subprocess.Popen, 
         "BENCH_RENDER_LOG": str(render_log),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join([str(here), str(settings.BASE_DIR)]),
     }
-    script = Path(__file__).resolve().parent / "_daphne_counting.py"
+    if bare:
+        command = [sys.executable, "-m", "daphne", "_bare_channels:application"]
+    else:
+        command = [sys.executable, str(here / "_daphne_counting.py"), "dashboard.asgi:application"]
     with open(server_log, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(script), "-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull]
-            + ["dashboard.asgi:application"],
+            command[:-1] + ["-b", "127.0.0.1", "-p", str(port), "--access-log", os.devnull, command[-1]],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -112,10 +121,7 @@ def start_daphne(render_log: Path, server_log: Path) -> tuple[subprocess.Popen, 
             time.sleep(0.2)
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+cpu_seconds = _common.cpu_seconds
 
 
 # --- The clients --------------------------------------------------------------------------
@@ -131,12 +137,12 @@ class Sockets:
         self.waiters: dict[int, tuple[int, asyncio.Future]] = {}
         self.frame_bytes = 0
 
-    async def open(self, url: str, cookie: str, count: int) -> None:
+    async def open(self, url: str, cookie: str, count: int, path: str = "/ws/tasks/") -> None:
         from websockets.asyncio.client import connect
 
         async def one():
             ws = await connect(
-                f"ws://{url}/ws/tasks/",
+                f"ws://{url}{path}",
                 origin=f"http://{url}",
                 additional_headers={"Cookie": cookie},
                 compression=None,
@@ -199,11 +205,12 @@ def run(sizes: list[int], events: int, org_tasks: int) -> None:
     Membership.objects.create(user=alice, organization=acme, role=Role.OPERATOR)
     actor = services.Actor.for_user(alice)
     for i in range(20):  # a list page's worth of neighbours (the status-count bar counts them)
-        services.task_create(organization=acme, actor=actor, id=f"other-{i}", title=f"Other {i}")
-    task, _ = services.task_create(organization=acme, actor=actor, id="fan-1", title="Fan-out")
+        template, _ = services.task_create(organization=acme, actor=actor, id=f"other-{i}", title=f"Other {i}")
+    services.task_create(organization=acme, actor=actor, id="fan-1", title="Fan-out")
     if org_tasks:
-        _common.copy_tasks("other-0", acme.pk, org_tasks)
+        _common.copy_tasks(template.pk, acme.pk, org_tasks)
         _common.analyze()
+    _token, raw_token = services.api_token_create(organization=acme, name="fan-out agent")
     print(f"organization: {21 + org_tasks:,} tasks; sockets on the task list as alice (operator)")
     client = Client()
     client.force_login(alice)
@@ -212,16 +219,24 @@ def run(sizes: list[int], events: int, org_tasks: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_fanout_") as workdir:
         render_log = Path(workdir) / "renders.log"
         render_log.touch()
-        proc, url = start_daphne(render_log, Path(workdir) / "daphne.log")
-        try:
-            results = asyncio.run(measure(url, cookie, acme.pk, sizes, events, proc.pid, render_log))
-        finally:
-            proc.terminate()
+        results = {}
+        for name in ("taskdesk", "bare"):
+            proc, url = start_daphne(render_log, Path(workdir) / f"{name}.log", bare=name == "bare")
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            drop_channel_keys()
+                if name == "taskdesk":
+                    trigger = PatchTrigger(url, raw_token, acme.pk)
+                    size = 0
+                else:
+                    trigger = GroupSendTrigger(frame_bytes=size)
+                results[name] = asyncio.run(measure(url, cookie, sizes, events, proc.pid, render_log, trigger))
+                size = results[name]["frame_bytes"]
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                drop_channel_keys()
     report(results, events)
 
 
@@ -236,79 +251,124 @@ def drop_channel_keys() -> None:
     client.close()
 
 
-def commit_update(organization_id: int, i: int) -> tuple[int, float]:
-    """One services.task_update; (event id, perf_counter at COMMIT, taken just before the publish)."""
-    from tasks_app import services
-    from tasks_app.models import TaskEvent
+class PatchTrigger:
+    """An agent's PATCH to the server the sockets are on; the event id is read back from the log."""
 
-    committed: list[float] = []
-    with transaction.atomic():
-        # Registered first, so it runs right after COMMIT and before services' publish hook.
-        transaction.on_commit(lambda: committed.append(time.perf_counter()))
-        services.task_update(
-            task="fan-1",
-            organization_id=organization_id,
-            actor=services.Actor.system("bench"),
-            priority=i % 101,
-            metadata={"i": i},
+    path = "/ws/tasks/"
+
+    def __init__(self, url: str, raw_token: str, organization_id: int) -> None:
+        import logging
+
+        import httpx
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self.http = httpx.Client(base_url=f"http://{url}", headers={"Authorization": f"Bearer {raw_token}"})
+        self.organization_id = organization_id
+        self.orm = ThreadPoolExecutor(max_workers=1)  # the ORM is sync-only: one thread, one connection
+
+    def _fire(self, i: int) -> tuple[int, float]:
+        from tasks_app.models import TaskEvent
+
+        began = time.perf_counter()
+        response = self.http.patch("/api/v1/tasks/fan-1", json={"priority": i % 101, "metadata": {"i": i}})
+        response.raise_for_status()
+        event_id = (
+            TaskEvent.objects.filter(organization_id=self.organization_id, task__public_id="fan-1")
+            .order_by("-id")
+            .values_list("id", flat=True)[0]
         )
-    event_id = TaskEvent.objects.filter(task_id="fan-1").order_by("-id").values_list("id", flat=True)[0]
-    return event_id, committed[0]
+        return event_id, began
+
+    async def fire(self, i: int) -> tuple[int, float]:
+        return await asyncio.get_running_loop().run_in_executor(self.orm, self._fire, i)
+
+    async def close(self) -> None:
+        self.http.close()
+        await asyncio.get_running_loop().run_in_executor(self.orm, connections.close_all)
+        self.orm.shutdown()
 
 
-async def measure(
-    url: str, cookie: str, organization_id: int, sizes: list[int], events: int, pid: int, render_log: Path
-) -> list[dict]:
-    loop = asyncio.get_running_loop()
-    orm = ThreadPoolExecutor(max_workers=1)  # the ORM is sync-only: one thread, one connection
+class GroupSendTrigger:
+    """The bare baseline: one group_send of a fragment-sized text, timed from the call."""
+
+    path = "/ws/bare/"
+
+    def __init__(self, frame_bytes: int) -> None:
+        self.padding = "x" * max(0, frame_bytes - 40)
+
+    async def fire(self, i: int) -> tuple[int, float]:
+        from channels.layers import get_channel_layer
+
+        event_id = 10_000_000 + i
+        text = f'<tr data-event-id="{event_id}">{self.padding}</tr>'
+        began = time.perf_counter()
+        await get_channel_layer().group_send("bench-bare", {"type": "bare.message", "text": text})
+        return event_id, began
+
+    async def close(self) -> None:
+        return None
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
     sockets = Sockets()
-    results = []
+    rows = []
     counter = 0
+    rss_empty = rss_kib(pid)
+    idle: dict = {}
     try:
         for n in sizes:
             t0 = time.perf_counter()
-            await sockets.open(url, cookie, n)
+            await sockets.open(url, cookie, n, trigger.path)
             connect_s = time.perf_counter() - t0
-            await asyncio.sleep(1.0)  # let the connects settle (their last_event_id queries, group_add)
-            latencies, first_latencies, missed, event_ids = [], [], 0, []
-            cpu_before, client_cpu_before = cpu_seconds(pid), time.process_time()
+            await asyncio.sleep(1.0)  # let the connects settle
+            if n == sizes[-1]:
+                # Idle: what N open sockets cost while nothing happens.
+                cpu0 = cpu_seconds(pid)
+                await asyncio.sleep(10.0)
+                idle = {"n": n, "cpu_pct": (cpu_seconds(pid) - cpu0) / 10.0 * 100, "rss_kib": rss_kib(pid) - rss_empty}
+            for _ in range(2):  # warm-up, untimed: first renders, token cache, connections
+                counter += 1
+                event_id, _began = await trigger.fire(counter)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sockets.expect(event_id, n), TIMEOUT_S)
+            latencies, missed, event_ids = [], 0, []
+            cpu_before = cpu_seconds(pid)
             for _ in range(events):
                 counter += 1
-                event_id, committed = await loop.run_in_executor(orm, commit_update, organization_id, counter)
+                event_id, began = await trigger.fire(counter)
                 event_ids.append(event_id)
                 try:
                     await asyncio.wait_for(sockets.expect(event_id, n), TIMEOUT_S)
                 except TimeoutError:
                     missed += 1
                     continue
-                arrivals = sockets.arrivals[event_id]
-                latencies.append(max(arrivals) - committed)
-                first_latencies.append(min(arrivals) - committed)
+                latencies.append(max(sockets.arrivals[event_id]) - began)
                 await asyncio.sleep(0.02)  # events one at a time: latency, not throughput
             cpu_per_event = (cpu_seconds(pid) - cpu_before) / events
-            client_cpu_per_event = (time.process_time() - client_cpu_before) / events
             await asyncio.sleep(0.2)
-            renders = render_counts(render_log, set(event_ids))
-            results.append(
+            rows.append(
                 {
                     "n": n,
                     "connect_s": connect_s,
                     "latencies": latencies,
-                    "first": first_latencies,
                     "missed": missed,
+                    "reach": (events - missed) / events,
                     "cpu_ms": cpu_per_event * 1000,
-                    "client_cpu_ms": client_cpu_per_event * 1000,
-                    "frame_bytes": sockets.frame_bytes,
-                    "renders": renders,
+                    "renders": render_counts(render_log, set(event_ids)),
                 }
             )
             print(f"  N={n}: {len(latencies)}/{events} events reached all sockets ({connect_s:.1f} s to connect)")
     finally:
         await sockets.close()
-        # The ORM thread's connection would keep the database from being dropped.
-        await loop.run_in_executor(orm, connections.close_all)
-        orm.shutdown()
-    return results
+        await trigger.close()
+    return {"rows": rows, "idle": idle, "frame_bytes": sockets.frame_bytes}
 
 
 def render_counts(render_log: Path, event_ids: set[int]) -> dict[str, float]:
@@ -322,34 +382,69 @@ def render_counts(render_log: Path, event_ids: set[int]) -> dict[str, float]:
     return {"min": min(counts), "max": max(counts)}
 
 
-def report(results: list[dict], events: int) -> None:
-    base = results[0]
-    base_p50 = _common.percentile(base["latencies"], 50) if base["latencies"] else 0.0
-    base_p95 = _common.percentile(base["latencies"], 95) if base["latencies"] else 0.0
-    print(f"\nfan-out latency, COMMIT -> fragment on ALL N sockets ({events} events per N, one at a time)")
+GOALS_P99_MS = {100: 50.0, 1000: 150.0}
+
+
+def report(results: dict, events: int) -> None:
+    def pct(row, q):
+        return _common.percentile(row["latencies"], q) * 1000 if row["latencies"] else float("nan")
+
+    bare = {row["n"]: row for row in results["bare"]["rows"]}
+    print(f"\nfan-out, agent's PATCH -> fragment on ALL N sockets ({events} events per N, one at a time);")
+    print("baseline: bare Channels, group_send -> text on all N sockets, same run")
     print(
-        f"  {'N':>5} {'p50 ms':>8} {'p95 ms':>8} {'first p50':>10} {'ratio p50':>10} {'ratio p95':>10}"
-        f" {'renders/event':>14} {'server CPU ms/ev':>17} {'client CPU ms/ev':>17} {'missed':>7}"
+        f"  {'N':>5} {'p50 ms':>8} {'p99 ms':>8} {'reach':>6} {'bare p50':>9} {'bare p99':>9} {'p99 ratio':>10}"
+        f" {'renders/ev':>11} {'CPU ms/ev':>10} {'goal p99':>9}"
     )
-    for r in results:
-        if not r["latencies"]:
-            print(f"  {r['n']:>5} no event reached every socket within {TIMEOUT_S:.0f} s")
-            continue
-        p50 = _common.percentile(r["latencies"], 50) * 1000
-        p95 = _common.percentile(r["latencies"], 95) * 1000
-        first = _common.percentile(r["first"], 50) * 1000
-        renders = r["renders"]
+    for row in results["taskdesk"]["rows"]:
+        base = bare.get(row["n"])
+        p99, base_p99 = pct(row, 99), pct(base, 99) if base else float("nan")
+        renders = row["renders"]
         renders_text = str(renders["min"]) if renders["min"] == renders["max"] else f"{renders['min']}-{renders['max']}"
+        goal = GOALS_P99_MS.get(row["n"])
         print(
-            f"  {r['n']:>5} {p50:8.1f} {p95:8.1f} {first:10.1f} {_common.ratio(p50, base_p50 * 1000):>10}"
-            f" {_common.ratio(p95, base_p95 * 1000):>10} {renders_text:>14} {r['cpu_ms']:17.1f}"
-            f" {r['client_cpu_ms']:17.1f} {r['missed']:>7}"
+            f"  {row['n']:>5} {pct(row, 50):8.1f} {p99:8.1f} {row['reach']:6.2f} {pct(base, 50) if base else 0:9.1f}"
+            f" {base_p99:9.1f} {_common.ratio(p99, base_p99):>10} {renders_text:>11} {row['cpu_ms']:10.1f}"
+            f" {goal if goal else '-':>9}"
+        )
+        met = None if goal is None else (p99 <= goal and row["reach"] == 1.0)
+        _common.summary_row(
+            f"fan-out p99, {row['n']} list sockets",
+            f"{p99:.1f} ms (p50 {pct(row, 50):.1f}), reach {row['reach']:.2f}",
+            f"bare Channels p99 {base_p99:.1f} ms",
+            p99 / base_p99 if base_p99 == base_p99 and base_p99 > 0 else None,
+            f"p99 <= {goal:.0f} ms, reach 1.0" if goal else "reach 1.0",
+            met if goal else row["reach"] == 1.0,
+        )
+    idle, bare_idle = results["taskdesk"]["idle"], results["bare"]["idle"]
+    if idle and bare_idle:
+        n = idle["n"]
+        per, bare_per = idle["rss_kib"] / n, bare_idle["rss_kib"] / n
+        print(
+            f"\n  idle, {n} sockets: memory {per:.1f} KiB/socket (bare {bare_per:.1f}),"
+            f" CPU {idle['cpu_pct']:.1f} % of a core (bare {bare_idle['cpu_pct']:.1f} %)"
+        )
+        mem_ratio = per / bare_per if bare_per > 0 else None
+        cpu_ratio = idle["cpu_pct"] / bare_idle["cpu_pct"] if bare_idle["cpu_pct"] > 0 else None
+        _common.summary_row(
+            f"memory per idle socket ({n})",
+            f"{per:.1f} KiB",
+            f"bare Channels {bare_per:.1f} KiB",
+            mem_ratio,
+            "<= 1.2x bare",
+            None if mem_ratio is None else mem_ratio <= 1.2,
+        )
+        _common.summary_row(
+            f"CPU with {n} idle sockets",
+            f"{idle['cpu_pct']:.1f} % of a core",
+            f"bare Channels {bare_idle['cpu_pct']:.1f} %",
+            cpu_ratio,
+            "<= 1.2x bare",
+            None if cpu_ratio is None else cpu_ratio <= 1.2,
         )
     print(
-        "\n  first p50: until the FIRST socket had it. renders/event: fragment renders in the server per"
-        "\n  event (1 = once per event per process, whatever N). server CPU: daphne's user+system time per"
-        "\n  event; client CPU: this process's (the N websocket clients and the ORM thread), on the same cores."
-        f"\n  fragment size: {results[-1]['frame_bytes']:,} bytes per socket per event."
+        "\n  renders/event: fragment renders in the server per event (1 = once per event per process,"
+        f"\n  whatever N). fragment size: {results['taskdesk']['frame_bytes']:,} bytes per socket per event."
     )
 
 

@@ -1,0 +1,381 @@
+"""Write throughput over HTTP: every agent face against raw psycopg and a bare Django view, one run.
+
+A fleet of agents writes into ONE organization, each agent its own task, as fast as it can:
+
+- **raw psycopg** (baseline): C clients in threads, each its own connection, one transaction per
+  write: UPDATE the task's metadata `||` a patch (version + 1) and INSERT an event row. The SQL
+  work of a write and nothing else.
+- **bare Django view** (baseline): the same SQL through the ORM in a plain sync view with no
+  middleware, under daphne (bench/_bare_urls.py): what Django and daphne cost by themselves.
+- **Taskdesk**, one daphne process with DEBUG=false on PostgreSQL and Redis: the native
+  `PATCH /api/v1/tasks/{id}`, xpander's `PATCH .../update`, Agentex's `PUT /tasks/{id}` and
+  JSON-RPC `task.update`, each with token auth, rate limiting (limits raised so they never bite),
+  validation, the lifecycle, the event row with its snapshot, the counters and the bell all on.
+  Also: one client's PATCH latency, and 8 agents (8 tokens) writing at once.
+
+The ratio is writes/s against raw psycopg in the same run; the goal is >= 0.15, and a single
+PATCH's p50 under 15 ms. The clients run in this process (httpx, keep-alive), so on a small
+machine their CPU is part of every figure, baselines included.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/10 \\
+        .venv/bin/python bench/bench_writes.py [--seconds 8] [--clients 4]
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import _common
+
+os.environ.setdefault("CHANNEL_PREFIX", f"benchwrites{os.getpid()}")
+os.environ.setdefault("CACHE_PREFIX", f"benchwrites{os.getpid()}")
+_common.setup("bench_taskdesk_writes")
+
+from django.conf import settings  # noqa: E402
+
+RATIO_GOAL = 0.15
+LATENCY_GOAL_MS = 15.0
+# Rate limiting stays on (every request pays for it) with limits no benchmark reaches.
+UNLIMITED = "*=100000000/60,jsonrpc.task.update=100000000/60"
+
+
+@dataclass
+class Result:
+    label: str
+    writes: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+    server_cpu: float = float("nan")  # the server's CPU seconds over the run
+
+    @property
+    def rate(self) -> float:
+        return self.writes / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        """The server's CPU per write: robust to what else runs on the machine."""
+        return self.server_cpu / self.writes * 1000 if self.writes else float("nan")
+
+    def p(self, q: float) -> float:
+        return _common.percentile(self.latencies, q) * 1000 if self.latencies else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent writers per face")
+    parser.add_argument("--agents", type=int, default=8, help="agents (tokens) writing at once into one org")
+    parser.add_argument("--profile", metavar="SVG", help="py-spy record daphne during the native 4-client run")
+    args = parser.parse_args()
+    _common.require_postgres("bench_writes")
+    if not settings.REDIS_URL:
+        sys.exit("bench_writes needs Redis (rate limits and bells, as in production): set REDIS_URL=redis://...")
+    started = time.perf_counter()
+    with _common.bench_database():
+        failed = run(args)
+    print(f"\ntotal runtime: {time.perf_counter() - started:.0f} s")
+    if failed:
+        sys.exit(1)
+
+
+# --- load -----------------------------------------------------------------------------------
+
+
+def load(
+    label: str, clients: int, seconds: float, request: Callable, check: Callable = None, server: int | None = None
+) -> Result:
+    """`clients` threads, each with its own keep-alive connection, calling request(http, n, i)."""
+    import logging
+
+    import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    counts = [0] * clients
+    ready = threading.Barrier(clients + 1)
+    go = threading.Event()
+    stop_at = [0.0]
+
+    def worker(n: int) -> None:
+        with httpx.Client(timeout=15.0) as http:
+            for i in range(3):  # warm the connection, the token cache, the thread pool
+                request(http, n, -1 - i)
+            ready.wait()
+            go.wait()
+            i = 0
+            while time.perf_counter() < stop_at[0]:
+                began = time.perf_counter()
+                response = request(http, n, i)
+                latencies[n].append(time.perf_counter() - began)
+                ok = response.status_code == 200 and (check is None or check(response))
+                if ok:
+                    counts[n] += 1
+                else:
+                    errors[n] += 1
+                    if errors[n] == 1:
+                        print(f"  {label}: {response.status_code} {response.text[:300]}", file=sys.stderr)
+                i += 1
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    cpu = _common.cpu_seconds(server) if server else 0.0
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    go.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    cpu = _common.cpu_seconds(server) - cpu if server else float("nan")
+    return Result(label, sum(counts), elapsed, [x for lat in latencies for x in lat], sum(errors), cpu)
+
+
+def raw_psycopg(task_pks: list[int], organization_id: int, seconds: float) -> Result:
+    """The SQL of a write and nothing else, one connection per client."""
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    conninfo = f"host={db['HOST']} port={db['PORT'] or 5432} dbname={db['NAME']} user={db['USER']}"
+    clients = len(task_pks)
+    counts = [0] * clients
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    ready = threading.Barrier(clients + 1)
+    go = threading.Event()
+    stop_at = [0.0]
+
+    def worker(n: int) -> None:
+        with psycopg.connect(conninfo) as conn:
+            ready.wait()
+            go.wait()
+            i = 0
+            while time.perf_counter() < stop_at[0]:
+                began = time.perf_counter()
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(
+                        "UPDATE tasks_app_task SET metadata = metadata || %s::jsonb, version = version + 1"
+                        " WHERE id = %s RETURNING version",
+                        [json.dumps({"n": i}), task_pks[n]],
+                    )
+                    (version,) = cur.fetchone()
+                    cur.execute(
+                        "INSERT INTO tasks_app_taskevent (task_id, organization_id, type, changes, before, after,"
+                        " actor_kind, actor_label, face, task_version, created_at)"
+                        " VALUES (%s, %s, 'task.updated', '[\"metadata\"]', '{}', %s::jsonb, 'system', 'raw', 'api',"
+                        " %s, now())",
+                        [task_pks[n], organization_id, json.dumps({"metadata": {"n": i}}), version],
+                    )
+                latencies[n].append(time.perf_counter() - began)
+                counts[n] += 1
+                i += 1
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    go.set()
+    for thread in threads:
+        thread.join()
+    return Result("raw psycopg", sum(counts), time.perf_counter() - began, [x for lat in latencies for x in lat], 0)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def run(args) -> bool:
+    sys.path.insert(0, str(_common.ROOT))
+    from tasks_app import services
+    from tasks_app.models import Organization, Task
+    from tests.servers import Daphne, collectstatic, production_env
+
+    clients, agents = args.clients, args.agents
+    org = Organization.objects.create(slug="fleet", name="Fleet")
+    actor = services.Actor.system("bench")
+    tokens = [services.api_token_create(organization=org, name=f"agent-{n}")[1] for n in range(max(clients, agents))]
+    faces = ("raw", "bare", "native", "xpander", "agentex", "jsonrpc", "fleet", "single")
+    ids: dict[str, list[str]] = {}
+    for face in faces:
+        count = agents if face == "fleet" else 1 if face == "single" else clients
+        ids[face] = []
+        for n in range(count):
+            task, _ = services.task_create(
+                organization=org, actor=actor, id=f"{face}-{n}", title=f"{face} {n}", agent="bench-agent"
+            )
+            ids[face].append(task.public_id)
+    pks = {t.public_id: t.pk for t in Task.objects.filter(organization=org)}
+    _common.analyze()
+
+    results: list[tuple[Result, Result | None, str]] = []  # (result, baseline, goal)
+    raw = raw_psycopg([pks[i] for i in ids["raw"]], org.pk, args.seconds)
+    print(f"raw psycopg, {clients} clients: {raw.rate:.0f} tx/s")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-writes-"))
+    env = production_env(RATE_LIMITS=UNLIMITED, LOG_LEVEL="WARNING", STATIC_ROOT=str(work / "static"))
+    collectstatic(work / "static", env)
+    bench_dir = str(Path(__file__).resolve().parent)
+    bare_env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "_bare_settings",
+        "PYTHONPATH": os.pathsep.join([bench_dir, str(_common.ROOT), env.get("PYTHONPATH", "")]),
+    }
+    taskdesk = Daphne(env, work, "taskdesk")
+    bare = Daphne(bare_env, work, "bare")
+    try:
+        taskdesk.start()
+        _start_bare(bare)
+
+        def td(*args, **kwargs):
+            return load(*args, **kwargs, server=taskdesk.proc.pid)
+
+        def bare_request(http, n, i):
+            return http.post(f"{bare.url}/bare/{pks[ids['bare'][n]]}", json={"metadata": {"n": i}})
+
+        bare_result = load("bare Django view", clients, args.seconds, bare_request, server=bare.proc.pid)
+        results.append((bare_result, raw, ""))
+
+        headers = [{"Authorization": f"Bearer {raw_token}"} for raw_token in tokens]
+        xheaders = [{"x-api-key": raw_token} for raw_token in tokens]
+
+        def native(face: str):
+            def request(http, n, i):
+                return http.patch(
+                    f"{taskdesk.url}/api/v1/tasks/{ids[face][n]}", json={"metadata": {"n": i}}, headers=headers[n]
+                )
+
+            return request
+
+        single = td("native PATCH, 1 client", 1, max(2.0, args.seconds / 2), native("single"))
+        results.append((single, None, f"p50 < {LATENCY_GOAL_MS:.0f} ms"))
+
+        spy = _py_spy(taskdesk.proc.pid, args.seconds, args.profile) if args.profile else None
+        results.append((td(f"native PATCH, {clients} clients", clients, args.seconds, native("native")), raw, ""))
+        if spy is not None:
+            spy.wait(timeout=60)
+
+        def xpander(http, n, i):
+            return http.patch(
+                f"{taskdesk.url}/xpander/agent-execution/{ids['xpander'][n]}/update",
+                json={"result": f"step {i}"},
+                headers=xheaders[n],
+            )
+
+        results.append((td(f"xpander update, {clients} clients", clients, args.seconds, xpander), raw, ""))
+
+        def agentex(http, n, i):
+            return http.put(
+                f"{taskdesk.url}/agentex/tasks/{ids['agentex'][n]}",
+                json={"task_metadata": {"n": i}},
+                headers=headers[n],
+            )
+
+        results.append((td(f"agentex update, {clients} clients", clients, args.seconds, agentex), raw, ""))
+
+        def jsonrpc(http, n, i):
+            call = {"jsonrpc": "2.0", "id": i, "method": "task.update"}
+            call["params"] = {"id": ids["jsonrpc"][n], "updates": {"metadata": {"n": i}}}
+            return http.post(f"{taskdesk.url}/rpc", json=call, headers=headers[n])
+
+        results.append(
+            (
+                td(
+                    f"JSON-RPC task.update, {clients} clients",
+                    clients,
+                    args.seconds,
+                    jsonrpc,
+                    check=lambda r: "result" in r.json(),
+                ),
+                raw,
+                "",
+            )
+        )
+        fleet = td(f"native PATCH, {agents} agents, one org", agents, args.seconds, native("fleet"))
+        results.append((fleet, raw, ""))
+    finally:
+        taskdesk.stop()
+        bare.stop()
+
+    print()
+    print(f"{'measure':44} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>7} {'ratio':>6}  goal")
+    label = f"{raw.label}, {clients} clients"
+    print(f"{label:44} {raw.rate:9.0f} {raw.p(50):8.1f} {raw.p(99):8.1f} {'-':>7} {'1.00':>6}  baseline")
+    failed = False
+    for result, baseline, goal in results:
+        ratio = result.rate / baseline.rate if baseline else None
+        if not goal:
+            goal = f"ratio >= {RATIO_GOAL}" if result.label != "bare Django view" else "baseline"
+        met = ""
+        if goal.startswith("ratio"):
+            met = " ok" if ratio >= RATIO_GOAL else " MISSED"
+        elif goal.startswith("p50"):
+            met = " ok" if result.p(50) < LATENCY_GOAL_MS else " MISSED"
+        shown = f"{ratio:6.3f}" if ratio is not None else "     -"
+        print(
+            f"{result.label:44} {result.rate:9.0f} {result.p(50):8.1f} {result.p(99):8.1f} {result.cpu_ms:7.1f}"
+            f" {shown}  {goal}{met}"
+        )
+        _common.summary_row(
+            result.label,
+            f"{result.rate:.0f}/s, p50 {result.p(50):.1f} ms",
+            f"raw psycopg {raw.rate:.0f} tx/s" if baseline else "-",
+            ratio,
+            goal,
+            None if result.label == "bare Django view" else ("ok" in met),
+        )
+        if result.errors:
+            print(f"  {result.errors} requests failed", file=sys.stderr)
+            failed = True
+    return failed
+
+
+def _py_spy(pid: int, seconds: float, out: str):
+    import shutil
+    import subprocess
+
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", out, "-r", "100", "-f", "raw", "--gil"]
+    return subprocess.Popen(command)
+
+
+def _start_bare(bare) -> None:
+    """daphne on the bare settings (its urlconf has no /login/ to wait for: wait for a 405/404)."""
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    from tests.servers import wait_for_port
+
+    with open(bare.log, "ab") as log:
+        bare.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(bare.port), "dashboard.asgi:application"],
+            env=bare.env,
+            cwd=_common.ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_port(bare.port, bare.proc, log=bare.log)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(bare.url + "/", timeout=2)  # noqa: S310
+            return
+        except urllib.error.HTTPError:
+            return  # Django answered
+        except Exception:
+            if bare.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bare daphne did not answer:\n{bare.log.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()
