@@ -409,7 +409,7 @@ def report(results: dict, events: int) -> None:
         )
         met = None if goal is None else (p99 <= goal and row["reach"] == 1.0)
         _common.summary_row(
-            f"fan-out p99, {row['n']} list sockets",
+            f"fan-out p99, {row['n']} list socket{'s' if row['n'] > 1 else ''}",
             f"{p99:.1f} ms (p50 {pct(row, 50):.1f}), reach {row['reach']:.2f}",
             f"bare Channels p99 {base_p99:.1f} ms",
             p99 / base_p99 if base_p99 == base_p99 and base_p99 > 0 else None,

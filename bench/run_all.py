@@ -67,7 +67,7 @@ def main() -> None:
     summary.unlink()
     print(f"\nTaskdesk benchmarks, {date.today().isoformat()}, {machine()}")
     print(f"({'quick' if args.quick else 'full'} run, {time.perf_counter() - started:.0f} s)\n")
-    widths = (52, 14, 30, 7, 26)
+    widths = (44, 34, 30, 6, 26)
     header = ("measure", "value", "baseline (same run)", "ratio", "goal")
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " | met")
     print("-|-".join("-" * w for w in widths) + "-|----")
