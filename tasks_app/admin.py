@@ -142,6 +142,14 @@ class CappedCountPaginator(Paginator):
         return self.object_list[: self.cap].count()
 
 
+class AgentFilter(admin.RelatedFieldListFilter):
+    """Agents by name and organization: two organizations' "support-bot" are two choices."""
+
+    def field_choices(self, field, request, model_admin):
+        agents = Agent.objects.select_related("organization").order_by("name", "organization__slug")
+        return [(agent.pk, f"{agent.name} · {agent.organization.slug}") for agent in agents]
+
+
 class RecentSourceFilter(admin.SimpleListFilter):
     """Filter by source, offering the sources of the newest tasks.
 
@@ -168,8 +176,8 @@ class RecentSourceFilter(admin.SimpleListFilter):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     paginator = CappedCountPaginator
-    list_display = ("public_id", "title", "status", "agent", "priority", "updated_at")
-    list_filter = ("status", "agent", "organization", RecentSourceFilter)
+    list_display = ("public_id", "short_title", "organization", "status", "agent", "priority", "updated_at")
+    list_filter = ("status", ("agent", AgentFilter), "organization", RecentSourceFilter)
     search_fields = ("=public_id", "title", "input_text")
     show_full_result_count = False
     list_select_related = ("agent", "organization")
@@ -234,6 +242,11 @@ class TaskAdmin(admin.ModelAdmin):
         # get_form builds a fresh class per call, so this actor belongs to this request only.
         form.actor = services.Actor.for_user(request.user, face=Face.ADMIN)
         return form
+
+    @admin.display(description="title", ordering="title")
+    def short_title(self, task: Task) -> str:
+        title = task.title or task.name or ""
+        return title if len(title) <= 70 else title[:69] + "…"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
         # The change page shows organization, agent and parent: fetch them with the task.

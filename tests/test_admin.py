@@ -296,3 +296,19 @@ def test_changelist_is_newest_first_and_filters_by_recent_sources(admin_client, 
     assert {"email", "chat", "(none)"} <= choices
     filtered = admin_client.get("/admin/tasks_app/task/?source=chat")
     assert [t.public_id for t in filtered.context["cl"].result_list] == ["src-1"]
+
+
+def test_changelist_names_each_agent_with_its_organization_and_shortens_titles(admin_client, acme, globex, agent):
+    from tasks_app.models import Agent
+
+    twin = Agent.objects.create(organization=globex, name=agent.name)
+    Task.objects.create(public_id="long", organization=acme, agent=agent, title="x" * 200)
+    Task.objects.create(public_id="twin", organization=globex, agent=twin, title="twin")
+    response = admin_client.get("/admin/tasks_app/task/")
+    cl = response.context["cl"]
+    agent_spec = next(spec for spec in cl.filter_specs if spec.title == "agent")
+    labels = {c["display"] for c in agent_spec.choices(cl)}
+    assert {f"{agent.name} · acme", f"{agent.name} · globex"} <= labels
+    body = response.content.decode()
+    assert f'<td class="field-short_title">{"x" * 69}…</td>' in body
+    assert '<td class="field-organization nowrap">Acme</td>' in body
