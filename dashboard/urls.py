@@ -11,3 +11,6 @@ urlpatterns = [
     path("", include("tasks_app.urls")),
     path("", include("tasks_app.approvals_urls")),
 ]
+
+# Server errors: JSON on the agent-facing paths, 503 while the database is unreachable.
+handler500 = "tasks_app.views.errors.server_error"

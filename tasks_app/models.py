@@ -223,8 +223,10 @@ class Task(models.Model):
 
     @property
     def plan_items(self) -> list[dict]:
-        items = (self.deep_planning or {}).get("tasks") or []
-        return [item for item in items if isinstance(item, dict)]
+        # Rows stored before the shape was checked may hold anything: read only a list of objects.
+        plan = self.deep_planning if isinstance(self.deep_planning, dict) else {}
+        items = plan.get("tasks")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     @property
     def plan_progress(self) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from . import lifecycle
 from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Organization, Role, Task, TaskEvent
 from .services import counters
 from .services.errors import TaskNotFound
-from .services.validation import TASK_ID_RE
+from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok
 
 EDIT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
 
@@ -63,6 +63,8 @@ def tasks_for_user(user) -> QuerySet[Task]:
 
 def get_task_for_user(user, org_slug: str, task_id: str) -> Task:
     """The task if one of the user's organizations holds it; 404 otherwise (ids of others do not leak)."""
+    if not (lookup_text_ok(org_slug) and lookup_text_ok(task_id)):
+        raise Http404("No such task.")
     task = (
         tasks_for_user(user)
         .select_related("organization", "agent", "parent", "parent__organization")
@@ -77,6 +79,8 @@ def get_task_for_user(user, org_slug: str, task_id: str) -> Task:
 def find_tasks_for_user(user, task_id: str, *, limit: int = 20) -> list[Task]:
     """Every task with this public id across the user's organizations (a pasted id without its
     organization: one match redirects, several ask which)."""
+    if not lookup_text_ok(task_id):
+        return []
     return list(
         tasks_for_user(user)
         .select_related("organization")
@@ -92,7 +96,7 @@ def tasks_for_token(token: ApiToken) -> QuerySet[Task]:
 def get_task_for_token(token: ApiToken, task_id: Any, *, include_deleted: bool = False) -> Task:
     """The token's organization's task by public id; TaskNotFound otherwise (the one lookup
     every agent-facing face uses: another organization's id reads exactly like a missing one)."""
-    if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+    if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
         raise TaskNotFound(f"Task not found: {task_id}")
     qs = Task.objects.filter(organization_id=token.organization_id) if include_deleted else tasks_for_token(token)
     task = qs.select_related("agent", "parent", "organization").filter(public_id=task_id).first()
@@ -296,7 +300,7 @@ def _decode_cursor(sort: str, cursor: str):
             value = datetime.fromisoformat(value["t"])
             if value.tzinfo is None:
                 raise ValueError("naive")
-            value.utcoffset()
+            value = clean_datetime(value)
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError, binascii.Error):
         raise BadCursor("Invalid page cursor.") from None
     if cursor_sort != sort:

@@ -26,7 +26,6 @@ comment into an empty event): first `{"type": "connected", "taskId"}`, then
 message, and a `:ping` comment every 15 s. It starts at the moment of connection.
 """
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -40,11 +39,13 @@ from ..lifecycle import AGENTEX, AGENTEX_DELETED, Status
 from ..models import ActivityKind, Agent, ApiToken, EventType, Face, Task, TaskEvent
 from ..services import Actor, TaskNotFound
 from ..services.snapshots import task_at
+from ..services.validation import JsonRefused, ascii_int, json_problem_at, lookup_text_ok, parse_json
 from . import ratelimit, sse
 from .auth import token_for_request
 from .faces import (
     FaceError,
     canonical_statuses,
+    check_query,
     error_response,
     face_frames,
     face_view,
@@ -125,6 +126,8 @@ def _fresh(task: Task) -> Task:
 
 
 def _by_name(token: ApiToken, name: str, *, include_deleted: bool = False) -> Task:
+    if not lookup_text_ok(name):
+        raise TaskNotFound(f"Task not found: {name}")
     qs = Task.objects.filter(organization_id=token.organization_id, name=name)
     if not include_deleted:
         qs = qs.filter(deleted_at__isnull=True)
@@ -155,7 +158,7 @@ _LIST_QUERY = {
 
 @_view("tasks.list", "GET")
 def list_tasks(request: HttpRequest, token: ApiToken):
-    reject_unknown(dict(request.GET), _LIST_QUERY, where="query")
+    check_query(request, _LIST_QUERY)
     agents = _relationships(request)
     status = request.GET.get("status")
     if status == AGENTEX_DELETED:
@@ -168,8 +171,10 @@ def list_tasks(request: HttpRequest, token: ApiToken):
             except ValueError as exc:
                 raise invalid(["query", "status"], str(exc), "literal_error") from None
     if request.GET.get("agent_id"):
-        raw = request.GET["agent_id"]
-        qs = qs.filter(agent_id=int(raw)) if raw.isdigit() else qs.none()
+        agent_pk = ascii_int(request.GET["agent_id"])
+        if agent_pk is None:
+            raise invalid(["query", "agent_id"], "Must be an agent id (digits).", "int_parsing")
+        qs = qs.filter(agent_id=agent_pk)
     if request.GET.get("agent_name"):
         qs = qs.filter(agent__name=request.GET["agent_name"])
     if request.GET.get("task_metadata"):
@@ -191,11 +196,13 @@ def list_tasks(request: HttpRequest, token: ApiToken):
 
 def _metadata_filter(qs, raw: str):
     try:
-        wanted = json.loads(raw)
-    except ValueError:
+        wanted = parse_json(raw)
+    except JsonRefused:
         wanted = None
     if not isinstance(wanted, dict):
         raise invalid(["query", "task_metadata"], "Must be a JSON-encoded object.", "json_invalid")
+    if found := json_problem_at(wanted):
+        raise invalid(["query", "task_metadata", *found[0]], found[1], "value_error")
     if connection.features.supports_json_field_contains:
         return qs.filter(metadata__contains=wanted)
     # SQLite has no JSON containment: match top-level keys one by one.
@@ -311,9 +318,9 @@ _RPC_SUPPORTED = {"task/create", "task/cancel", "task/interrupt"}
 
 
 def _agent_by_id(token: ApiToken, agent_id: str) -> Agent:
-    agent = Agent.objects.filter(organization_id=token.organization_id, pk=int(agent_id)).first() if (
-        agent_id.isdigit() and len(agent_id) < 18
-    ) else None  # fmt: skip
+    agent_pk = ascii_int(agent_id, max_digits=17)
+    agents = Agent.objects.filter(organization_id=token.organization_id)
+    agent = None if agent_pk is None else agents.filter(pk=agent_pk).first()
     if agent is None:
         raise FaceError(404, f"Agent not found: {agent_id}")
     return agent
@@ -330,7 +337,7 @@ def _rpc_create(token: ApiToken, agent: Agent | str, params: dict[str, Any]) -> 
         raise invalid(["body", "params", "name"], "Input should be a valid string.", "string_type")
     actor = _actor(token)
     for _attempt in range(2):
-        if name is not None:
+        if name is not None and lookup_text_ok(name):  # an unstorable name is refused by task_create
             existing = Task.objects.filter(organization_id=token.organization_id, name=name).first()
             if existing is not None:
                 if existing.deleted_at is not None:

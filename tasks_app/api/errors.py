@@ -83,22 +83,3 @@ def error_facts(exc: ServiceError, *, render_status=None) -> dict[str, Any]:
     if isinstance(exc, InvalidInput):
         return {"errors": exc.errors}
     return {}
-
-
-def nul_location(value: Any, path: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-    """Where a NUL character hides in a JSON value (PostgreSQL text and jsonb refuse it), or None."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and "\x00" in key:
-                return (*path, key)
-            found = nul_location(item, (*path, key))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = nul_location(item, (*path, index))
-            if found is not None:
-                return found
-    return None

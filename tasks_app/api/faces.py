@@ -11,7 +11,6 @@ any `ServiceError` the adapter lets through. An adapter never catches service er
 """
 
 import functools
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from .. import lifecycle, selectors
 from ..models import ApiToken, Task, TaskEvent
 from ..services import InvalidInput, ServiceError, TransitionRefused, VersionConflict
+from ..services.validation import JsonRefused, ascii_int, lookup_text_ok, parse_json, text_problem
 from . import ratelimit, sse
 from .auth import token_for_request
 from .errors import error_facts, http_status, validation_detail
@@ -71,8 +71,8 @@ def json_body(request: HttpRequest, *, allow_empty: bool = False) -> dict[str, A
             return {}
         raise invalid(["body"], "Field required.", "missing")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = parse_json(raw)
+    except JsonRefused as exc:
         raise FaceError(400, f"Invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise invalid(["body"], "Input should be a JSON object.", "model_attributes_type")
@@ -91,6 +91,15 @@ def reject_unknown(data: dict[str, Any], known: set[str] | frozenset[str], where
         )
 
 
+def check_query(request: HttpRequest, known: set[str] | frozenset[str]) -> None:
+    """Unknown query parameters, and values no stored text can match (NUL), are a 422."""
+    reject_unknown(dict(request.GET), known, where="query")
+    for name, values in request.GET.lists():
+        for value in values:
+            if problem := text_problem(value):
+                raise invalid(["query", name], problem, "string_pattern_mismatch")
+
+
 def face_view(face: str, operation: str, statuses: lifecycle.FaceStatuses, methods: tuple[str, ...]):
     """Decorate a sync adapter `view(request, token, **kwargs)` with the shared envelope."""
 
@@ -103,6 +112,8 @@ def face_view(face: str, operation: str, statuses: lifecycle.FaceStatuses, metho
             token = token_for_request(request)
             if token is None:
                 return error_response(401, "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="taskdesk"'})
+            if not all(lookup_text_ok(value) for value in kwargs.values() if isinstance(value, str)):
+                return error_response(404, "Not Found")  # a path part with NUL names nothing stored
             op = operation if isinstance(operation, str) else operation(request)
             decision = ratelimit.hit(token, face, op)
             if not decision.allowed:
@@ -145,9 +156,10 @@ def positive_int(request: HttpRequest, name: str, default: int, maximum: int) ->
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    value = ascii_int(raw)
+    if value is None or not 1 <= value <= maximum:
         raise invalid(["query", name], f"Must be an integer from 1 to {maximum}.", "int_parsing")
-    return int(raw)
+    return value
 
 
 # --- Event streams --------------------------------------------------------------------------

@@ -44,6 +44,7 @@ GET /api/v1/events?format=jsonrpc.
 
 import json
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,9 +58,10 @@ from .. import lifecycle, selectors, services
 from ..models import ApiToken, Face, Task, TaskEvent
 from ..services import Actor, IdTaken, InvalidInput, ServiceError, TaskNotFound, TransitionRefused
 from ..services.snapshots import task_at
+from ..services.validation import JsonRefused, json_problem_at, parse_json
+from ..views.errors import database_unavailable
 from . import ratelimit
 from .auth import token_for_request
-from .errors import nul_location
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +320,12 @@ def _service_error(exc: ServiceError, params: Any) -> RpcError:
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    # An id is echoed back: it must be one a JSON encoder can write (no NaN, no lone surrogate).
+    if isinstance(value, str):
+        return json_problem_at(value) is None
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _call(token: ApiToken, message: Any) -> tuple[dict[str, Any] | None, RpcError | None]:
@@ -350,16 +357,18 @@ def _call(token: ApiToken, message: Any) -> tuple[dict[str, Any] | None, RpcErro
             raise error
         if isinstance(params, list):
             raise RpcError(INVALID_PARAMS, "Invalid params", {"errors": {"params": ["Must be an object."]}})
-        where = nul_location(params)
-        if where is not None:
-            field = ".".join(map(str, where))
-            raise RpcError(INVALID_PARAMS, "Invalid params", {"errors": {field: ["Must not contain NUL characters."]}})
+        found = json_problem_at(params)
+        if found is not None:
+            field = ".".join(map(str, found[0])) or "params"
+            raise RpcError(INVALID_PARAMS, "Invalid params", {"errors": {field: [found[1]]}})
         result = method(token, params)
     except RpcError as exc:
         error = exc
     except ServiceError as exc:
         error = _service_error(exc, params)
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise  # a 503 for the whole request (views.errors), not a bug in one call
         logger.exception("JSON-RPC %s failed", message["method"])
         error = RpcError(INTERNAL_ERROR, "Internal error", http_status=500)
     else:
@@ -390,8 +399,8 @@ def rpc(request: HttpRequest) -> HttpResponse:
         error = RpcError(INVALID_REQUEST, "Invalid Request", {"reason": f"Body over {limit} bytes."})
         return _json(_response(None, error=error), 413)
     try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        message = parse_json(body)
+    except JsonRefused:
         return _json(_response(None, error=RpcError(PARSE_ERROR, "Parse error")), 400)
 
     if isinstance(message, list):

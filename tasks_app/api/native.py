@@ -14,7 +14,7 @@ pending. Create with a caller-chosen id answers 201 the first time and 200 with 
 when the same body is sent again (safe retries); a different body is a 409.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from ninja import Header, NinjaAPI, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError
+from ninja.parser import Parser
 from ninja.security import APIKeyHeader, HttpBearer
 from pydantic import Field
 
@@ -29,9 +30,11 @@ from .. import selectors, services
 from ..models import ActivityEntry, ApiToken, Face, HitlRequest, Task
 from ..selectors import BadCursor, TaskFilters
 from ..services import Actor, InvalidInput, ServiceError, TransitionRefused, VersionConflict
+from ..services.validation import parse_json
 from . import ratelimit
 from .errors import error_facts, http_status, validation_detail
 from .schemas import (
+    NO_NUL,
     ActivityBatchIn,
     ActivityIn,
     ActivityOut,
@@ -50,6 +53,7 @@ from .schemas import (
     TaskOut,
     TaskPageOut,
     TaskPatchIn,
+    Text,
 )
 
 FACE = "api"
@@ -67,6 +71,13 @@ class ApiKeyToken(APIKeyHeader):
         return services.api_token_authenticate(key)
 
 
+class BodyParser(Parser):
+    """The one JSON reader every face uses (validation.parse_json): depth bounded at the door."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        return parse_json(request.body)
+
+
 class RateLimited(Exception):
     def __init__(self, retry_after: int):
         self.retry_after = retry_after
@@ -81,6 +92,7 @@ api = NinjaAPI(
     openapi_url="/v1/openapi.json",
     docs_url="/docs",
     auth=[BearerToken(), ApiKeyToken()],
+    parser=BodyParser(),
 )
 router = Router(tags=["tasks"])
 
@@ -187,25 +199,26 @@ def _if_match(value: str | None) -> int | None:
 # --- Tasks --------------------------------------------------------------------------------
 
 
+SortName = Literal[tuple(name for field in selectors.SORT_FIELDS for name in (field, f"-{field}"))]  # type: ignore[valid-type]
+
+
 class TaskListParams(Schema):
     status: list[StatusName] = Field(default_factory=list, description="Repeat for several statuses.")
-    agent: list[str] = Field(default_factory=list, description="Agent names; repeat for several.")
-    source: str = ""
+    agent: list[Text] = Field(default_factory=list, description="Agent names; repeat for several.")
+    source: Text = ""
     has_pending_hitl: bool | None = None
     updated_after: IsoDateTime | None = None
     updated_before: IsoDateTime | None = None
-    q: str = Field("", max_length=200, description="Matches the id exactly, or title or input text.")
-    sort: str = Field(selectors.DEFAULT_SORT, description=f"One of {', '.join(selectors.SORT_FIELDS)}; '-' = desc.")
-    after: str | None = Field(None, description="The `next` cursor of the previous page.")
-    before: str | None = Field(None, description="The `prev` cursor of the previous page.")
+    q: str = Field("", max_length=200, pattern=NO_NUL, description="Matches the id exactly, or title or input text.")
+    sort: SortName = Field(selectors.DEFAULT_SORT, description="A sort field; a leading '-' sorts descending.")
+    after: Text | None = Field(None, description="The `next` cursor of the previous page.")
+    before: Text | None = Field(None, description="The `prev` cursor of the previous page.")
     limit: int = Field(selectors.PAGE_SIZE, ge=1, le=200)
 
 
 @router.get("/tasks", response=responses({200: TaskPageOut}), summary="List tasks (newest first, cursor-paginated)")
 def list_tasks(request, params: Query[TaskListParams]):
     token = _token(request, "tasks.list")
-    if params.sort.lstrip("-") not in selectors.SORT_FIELDS:
-        raise InvalidInput({"sort": [f"Expected one of: {', '.join(selectors.SORT_FIELDS)} (prefix - for desc)."]})
     filters = TaskFilters(
         statuses=tuple(params.status),
         agents=tuple(params.agent),
@@ -401,7 +414,7 @@ def decide_hitl(request, task_id: str, payload: HitlDecisionIn):
         approve=payload.approve,
         reason=payload.reason,
         comment=payload.comment,
-        amended_payload=payload.amended_payload,
+        amended_payload=getattr(payload, "amended_payload", None),
     )
     return Status(200, HitlOut.from_hitl(decided))
 

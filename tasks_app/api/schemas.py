@@ -4,20 +4,35 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt, model_validator
 
 from .. import lifecycle
 from ..models import ActivityEntry, ActivityKind, HitlDecision, HitlRequest, Task
 from ..services import TASK_ID_RE, TEXT_LIMITS
-from .errors import nul_location
+from ..services.validation import BODY_MAX_DEPTH, as_object, clean_datetime, finite, json_problem_at
 
 StatusName = Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
 StopStatus = Literal["stopped", "canceled", "terminated", "timed_out"]
 JsonObject = dict[str, Any]
-# Strict scalars: "85" or 85.0 for an integer, or "yes" for a boolean, is a 422, not a guess.
-Priority = Annotated[StrictInt, Field(ge=0, le=100)]
-NonNegative = Annotated[StrictInt, Field(ge=0, le=2**62)]
-Seconds = Annotated[float, Strict(), Field(ge=0)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's integer includes 80.0 (and some encoders write every number so); 80.5 is not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict scalars: "85" or 85.5 for an integer, or "yes" for a boolean, is a 422, not a guess.
+Integer = Annotated[StrictInt, BeforeValidator(_integral)]
+Priority = Annotated[Integer, Field(ge=0, le=100)]
+NonNegative = Annotated[Integer, Field(ge=0, le=2**62)]
+Seconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+# PostgreSQL text holds no NUL: the schema says so, so generated clients (and fuzzers) know.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
+# Text that is more than white space (names, questions, a rejection's reason).
+NON_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
 def _iso_datetime(value: Any) -> Any:
@@ -32,13 +47,14 @@ def _iso_datetime(value: Any) -> Any:
     return value
 
 
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+# The services' datetime rule (offset within +-15:59, in range as UTC), stated once.
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime), AfterValidator(clean_datetime)]
 TaskId = Annotated[str, Field(pattern=TASK_ID_RE.pattern, max_length=100)]
 
 
 def text(name: str, **kwargs: Any) -> Any:
     """An optional text field with the services' size limit."""
-    return Field(None, max_length=TEXT_LIMITS[name], **kwargs)
+    return Field(None, max_length=TEXT_LIMITS[name], pattern=NO_NUL, **kwargs)
 
 
 class StrictIn(Schema):
@@ -46,11 +62,13 @@ class StrictIn(Schema):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        # PostgreSQL stores no NUL in text or jsonb: refuse it here rather than fail at the INSERT.
-        where = nul_location(data)
-        if where is not None:
-            raise ValueError(f"Must not contain NUL characters (at {'.'.join(map(str, where))}).")
+    def _storable(cls, data: Any) -> Any:
+        # The services' JSON rule over the whole body (no NUL, no lone surrogates, finite
+        # numbers), so a value no reader could store is refused here, naming where it is.
+        found = json_problem_at(getattr(data, "_obj", data), max_depth=BODY_MAX_DEPTH)  # ninja's DjangoGetter
+        if found is not None:
+            where, problem = found
+            raise ValueError(f"{problem} (at {'.'.join(map(str, where)) or 'the body'})")
         return data
 
 
@@ -61,13 +79,13 @@ class TaskFieldsIn(StrictIn):
     """Fields a caller may set on create and patch (sizes are checked by the services)."""
 
     title: str | None = text("title")
-    name: str | None = text("name", min_length=1)
+    name: str | None = Field(None, max_length=TEXT_LIMITS["name"], pattern=NON_BLANK)
     source: str | None = text("source")
     status: StatusName | None = None
     status_reason: str | None = text("status_reason")
     priority: Priority | None = None
     input_text: str | None = text("input_text")
-    input_files: list[str] | None = None
+    input_files: list[Text] | None = None
     input_user: JsonObject | None = None
     additional_context: str | None = text("additional_context")
     instructions_override: str | None = text("instructions_override")
@@ -83,13 +101,18 @@ class TaskFieldsIn(StrictIn):
     internal_status: str | None = text("internal_status")
     agent_version: str | None = text("agent_version")
     triggering_agent_id: str | None = text("triggering_agent_id")
-    used_tools: list[str] | None = None
+    used_tools: list[Text] | None = None
 
 
 class TaskCreateIn(TaskFieldsIn):
     id: TaskId | None = Field(None, description="Caller-chosen id; the same body again returns the task (200).")
-    agent: str | None = Field(None, description="Agent name; an unknown name is registered for the organization.")
-    parent_id: str | None = None
+    agent: str | None = Field(
+        None,
+        max_length=200,
+        pattern=NON_BLANK,
+        description="Agent name; an unknown name is registered for the organization.",
+    )
+    parent_id: TaskId | None = None
 
 
 class TaskPatchIn(TaskFieldsIn):
@@ -98,7 +121,7 @@ class TaskPatchIn(TaskFieldsIn):
     duration: Seconds | None = None
     metadata_replace: StrictBool = Field(False, description="Replace metadata instead of merging top-level keys.")
     params_replace: StrictBool = Field(False, description="Replace params instead of merging top-level keys.")
-    expected_version: Annotated[StrictInt, Field(ge=1, le=2**31)] | None = Field(
+    expected_version: Annotated[Integer, Field(ge=1, le=2**31)] | None = Field(
         None, description="Refuse with 409 unless the task is at this version (same as If-Match)."
     )
 
@@ -142,6 +165,8 @@ class TaskOut(Schema):
             "agent": task.agent.name if task.agent_id else None,
             "parent_id": task.parent_public_id,
             "status": lifecycle.NATIVE.render(task.status),
+            "duration": finite(task.duration),
+            "deep_planning": as_object(task.deep_planning),
         }
 
 
@@ -152,12 +177,12 @@ class TaskPageOut(Schema):
 
 
 class StopIn(StrictIn):
-    reason: str = Field("", max_length=2000)
+    reason: str = Field("", max_length=2000, pattern=NO_NUL)
     status: StopStatus = "stopped"
 
 
 class ClaimIn(StrictIn):
-    agent: str | None = Field(None, min_length=1, max_length=200, description="Only tasks of this agent.")
+    agent: str | None = Field(None, max_length=200, pattern=NON_BLANK, description="Only tasks of this agent.")
 
 
 # --- Activity -----------------------------------------------------------------------------
@@ -165,14 +190,14 @@ class ClaimIn(StrictIn):
 
 class ActivityIn(StrictIn):
     kind: Literal[tuple(ActivityKind.values)] = "message"  # type: ignore[valid-type]
-    role: str | None = Field(None, max_length=20)
-    content: str | None = None
-    tool_name: str | None = Field(None, max_length=200)
-    tool_call_id: str | None = Field(None, max_length=200)
+    role: str | None = Field(None, max_length=20, pattern=NO_NUL)
+    content: str | None = Field(None, max_length=100_000, pattern=NO_NUL)
+    tool_name: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    tool_call_id: str | None = Field(None, max_length=200, pattern=NO_NUL)
     tool_arguments: Any = None
     tool_output: Any = None
-    prompt_tokens: Annotated[StrictInt, Field(ge=0, lt=2**31)] | None = None
-    completion_tokens: Annotated[StrictInt, Field(ge=0, lt=2**31)] | None = None
+    prompt_tokens: Annotated[Integer, Field(ge=0, lt=2**31)] | None = None
+    completion_tokens: Annotated[Integer, Field(ge=0, lt=2**31)] | None = None
 
 
 ActivityBatchIn = Annotated[list[ActivityIn], Field(min_length=1, max_length=500)]
@@ -205,20 +230,31 @@ class ActivityPageOut(Schema):
 
 
 class HitlIn(StrictIn):
-    question: str = Field(min_length=1, max_length=2000)
-    details: str = Field("", max_length=20000)
-    options: list[str] | None = None
+    question: str = Field(max_length=2000, pattern=NON_BLANK)
+    details: str = Field("", max_length=20000, pattern=NO_NUL)
+    options: list[Text] | None = None
     payload: Any = Field(None, description="The action the agent proposes; a reviewer may amend it.")
     deadline: IsoDateTime | None = None
     on_timeout: Literal["approved", "rejected"] = "rejected"
     reject_status: Literal[tuple(sorted(lifecycle.TERMINAL))] = "failed"  # type: ignore[valid-type]
 
 
-class HitlDecisionIn(StrictIn):
-    approve: StrictBool
-    reason: str = Field("", max_length=2000)
-    comment: str = Field("", max_length=2000)
-    amended_payload: Any = None
+class HitlApproveIn(StrictIn):
+    approve: Literal[True]
+    reason: str = Field("", max_length=2000, pattern=NO_NUL)
+    comment: str = Field("", max_length=2000, pattern=NO_NUL)
+    amended_payload: Any = Field(None, description="Replaces the proposed payload (approvals only).")
+
+
+class HitlRejectIn(StrictIn):
+    approve: Literal[False]
+    reason: str = Field(max_length=2000, pattern=NON_BLANK, description="A rejection needs a reason.")
+    comment: str = Field("", max_length=2000, pattern=NO_NUL)
+
+
+# Two shapes, so the schema states what the service checks: only a rejection needs a reason,
+# only an approval may amend the payload.
+HitlDecisionIn = Annotated[HitlApproveIn | HitlRejectIn, Field(discriminator="approve")]
 
 
 class HitlOut(Schema):

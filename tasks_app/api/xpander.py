@@ -43,11 +43,13 @@ from ..lifecycle import XPANDER, Status
 from ..models import ActivityKind, ApiToken, EventType, Face, Task, TaskEvent
 from ..services import Actor, TaskNotFound
 from ..services.snapshots import task_at
+from ..services.validation import as_object, ascii_int, finite
 from . import ratelimit, sse
 from .auth import token_for_request
 from .faces import (
     FaceError,
     canonical_statuses,
+    check_query,
     error_response,
     face_frames,
     face_view,
@@ -122,12 +124,12 @@ def task_json(task: Task) -> dict[str, Any]:
         "title": task.title or None,
         "think_mode": task.think_mode or "default",
         "disable_attachment_injection": task.disable_attachment_injection,
-        "deep_planning": task.deep_planning or {},
+        "deep_planning": as_object(task.deep_planning),
         "execution_attempts": task.execution_attempts,
         "return_metrics": task.return_metrics,
         "tokens": {"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens},
         "used_tools": list(task.used_tools or []),
-        "duration": task.duration,
+        "duration": finite(task.duration),
         # Not an xpander field; lets a client send If-Match for a conditional PATCH.
         "version": task.version,
     }
@@ -276,10 +278,10 @@ def _if_match(request: HttpRequest) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    raw = raw.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit() or len(raw) > 9:
+    version = ascii_int(raw.strip().removeprefix("W/").strip('"'), max_digits=9)
+    if version is None:
         raise invalid(["header", "If-Match"], 'Must be the task\'s version, e.g. "3".')
-    return int(raw)
+    return version
 
 
 # --- Task routes ----------------------------------------------------------------------------
@@ -287,7 +289,7 @@ def _if_match(request: HttpRequest) -> int | None:
 
 def _list(token: ApiToken, request: HttpRequest, **filters: Any) -> JsonResponse:
     allowed = {"user_id", "parent_task_id", "triggering_agent_id", "status", "internal_status", "limit"}
-    reject_unknown(dict(request.GET), allowed, where="query")
+    check_query(request, allowed)
     qs = selectors.tasks_for_token(token).select_related("agent", "organization", "parent").filter(**filters)
     if request.GET.get("user_id"):
         qs = qs.filter(input_user__id=request.GET["user_id"])

@@ -1,13 +1,12 @@
 """Appending to a task's activity log (append-only; the task's version is kept)."""
 
-from datetime import datetime
 from typing import Any
 
 from ..models import ActivityEntry, ActivityKind, EventType, Task
 from .actors import Actor
 from .errors import Errors, InvalidInput
 from .kernel import changing
-from .validation import ACTIVITY_BATCH_LIMIT, ACTIVITY_TEXT_LIMITS, json_problem, text_problem
+from .validation import ACTIVITY_BATCH_LIMIT, ACTIVITY_TEXT_LIMITS, clean_datetime, json_problem, text_problem
 
 ACTIVITY_FIELDS = frozenset(
     {
@@ -61,9 +60,10 @@ def _clean_activity(entry: Any, index: int, errors: Errors) -> dict[str, Any]:
         cleaned[name] = value
     created_at = entry.get("created_at")
     if created_at is not None:
-        if not isinstance(created_at, datetime):
-            errors.add(f"{where}.created_at", "Must be a datetime.")
-        cleaned["created_at"] = created_at
+        try:
+            cleaned["created_at"] = clean_datetime(created_at)
+        except ValueError as exc:
+            errors.add(f"{where}.created_at", str(exc))
     return cleaned
 
 

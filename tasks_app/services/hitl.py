@@ -12,7 +12,7 @@ from ..models import EventType, HitlDecision, HitlRequest, Task
 from .actors import Actor
 from .errors import Errors, HitlAlreadyDecided, HitlError, TransitionRefused
 from .kernel import Change, changing, lock_task
-from .validation import json_problem, text_problem
+from .validation import clean_datetime, json_problem, text_problem
 
 
 def _text(errors: Errors, name: str, value: Any, limit: int, *, required: bool = False) -> None:
@@ -54,8 +54,11 @@ def hitl_request(
         errors.add("on_timeout", "Must be approved or rejected.")
     if reject_status not in lifecycle.TERMINAL:
         errors.add("reject_status", f"Must be a final status: {', '.join(sorted(lifecycle.TERMINAL))}.")
-    if deadline is not None and not isinstance(deadline, datetime):
-        errors.add("deadline", "Must be a datetime.")
+    if deadline is not None:
+        try:
+            deadline = clean_datetime(deadline)
+        except ValueError as exc:
+            errors.add("deadline", str(exc))
     errors.raise_if_any()
 
     with changing(task, actor=actor, organization_id=organization_id) as change:

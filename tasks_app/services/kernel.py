@@ -54,7 +54,7 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
     else:
         if organization_id is None:
             raise ValueError("A task id is looked up within an organization: pass organization_id.")
-        if not isinstance(task, str) or not TASK_ID_RE.match(task):
+        if not isinstance(task, str) or not TASK_ID_RE.fullmatch(task):
             raise TaskNotFound(f"Task not found: {task}")
         column, value, label = "public_id", task, task
     found = next(iter(Task.objects.raw(_lock_sql(column), [organization_id, value])), None)

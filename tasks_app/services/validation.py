@@ -8,6 +8,7 @@ pages expect (a deep-planning object holds a list of task objects).
 import json
 import math
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import lifecycle
@@ -17,6 +18,10 @@ TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
 TASK_ID_MESSAGE = "Must be 1-100 characters: letters, digits and . _ : @ - (starting with a letter or digit)."
 JSON_LIMIT_BYTES = 64 * 1024
 JSON_MAX_DEPTH = 32
+# A whole request body may nest a few levels more than a stored value (envelope, params, batch).
+BODY_MAX_DEPTH = JSON_MAX_DEPTH + 4
+# PostgreSQL refuses UTC offsets beyond +-15:59 (Python accepts up to 24 h).
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
 # Durations and token counts beyond these are input errors, not measurements.
 MAX_DURATION_SECONDS = 10 * 365 * 24 * 3600.0
 MAX_COUNT = 2**62
@@ -72,38 +77,118 @@ def text_problem(value: str) -> str | None:
     return None
 
 
-def json_problem(value: Any, *, limit: int = JSON_LIMIT_BYTES) -> str | None:
-    """Why a JSON value cannot be stored and read back by every face, or None.
+def lookup_text_ok(value: Any) -> bool:
+    """Whether a string from a URL or body can name anything stored (else it names nothing: 404)."""
+    return isinstance(value, str) and text_problem(value) is None
+
+
+def json_problem_at(value: Any, *, max_depth: int = JSON_MAX_DEPTH) -> tuple[tuple[Any, ...], str] | None:
+    """Where and why a JSON value holds something no reader can store or render, or None.
 
     Walks the value without recursion (a hostile body may nest thousands of levels).
     """
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     while stack:
-        item, depth = stack.pop()
-        if depth > JSON_MAX_DEPTH:
-            return f"At most {JSON_MAX_DEPTH} levels of nesting."
+        item, path = stack.pop()
+        if len(path) >= max_depth:
+            return path, f"At most {max_depth} levels of nesting."
         if isinstance(item, str):
             if problem := text_problem(item):
-                return problem
+                return path, problem
         elif isinstance(item, bool) or item is None or isinstance(item, int):
             continue
         elif isinstance(item, float):
             if not math.isfinite(item):
-                return "Numbers must be finite (no NaN or Infinity)."
+                return path, "Numbers must be finite (no NaN or Infinity)."
         elif isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
-                    return "Object keys must be strings."
+                    return path, "Object keys must be strings."
                 if problem := text_problem(key):
-                    return problem
-                stack.append((child, depth + 1))
+                    return (*path, key), problem
+                stack.append((child, (*path, key)))
         elif isinstance(item, (list, tuple)):
-            stack.extend((child, depth + 1) for child in item)
+            stack.extend((child, (*path, index)) for index, child in enumerate(item))
         else:
-            return f"Not a JSON value: {type(item).__name__}."
+            return path, f"Not a JSON value: {type(item).__name__}."
+    return None
+
+
+def json_problem(value: Any, *, limit: int = JSON_LIMIT_BYTES) -> str | None:
+    """Why a JSON value cannot be stored and read back by every face, or None."""
+    if found := json_problem_at(value):
+        return found[1]
     if len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode()) > limit:
         return f"At most {limit // 1024} KB of JSON."
     return None
+
+
+class JsonRefused(ValueError):
+    """A request body (or JSON form field) that is not JSON Taskdesk will read."""
+
+
+def parse_json(raw: str | bytes, *, max_depth: int = BODY_MAX_DEPTH) -> Any:
+    """The one JSON reader at the door of every face: invalid or too deeply nested is JsonRefused.
+
+    Depth is bounded here so nothing downstream (validators, renderers) ever recurses far; the
+    values' own rules (finite numbers, valid text, sizes) are checked per field by clean_value.
+    """
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise JsonRefused(f"At most {max_depth} levels of nesting.") from None
+    except json.JSONDecodeError as exc:
+        raise JsonRefused(f"{exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JsonRefused(str(exc)) from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise JsonRefused(f"At most {max_depth} levels of nesting.")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return value
+
+
+def finite(value: Any, default: float = 0.0) -> Any:
+    """A stored number as a reader may write it: rows from before the checks may hold NaN or Infinity."""
+    return value if not isinstance(value, float) or math.isfinite(value) else default
+
+
+def as_object(value: Any) -> dict:
+    """A stored JSON object as a reader may use it (older rows may hold another shape)."""
+    return value if isinstance(value, dict) else {}
+
+
+def ascii_int(raw: Any, *, max_digits: int = 18) -> int | None:
+    """An integer written in ASCII digits, or None ("²" and "٣" pass str.isdigit(), not this)."""
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit() or len(raw) > max_digits:
+        return None
+    return int(raw)
+
+
+def datetime_problem(value: datetime) -> str | None:
+    """Why an aware datetime cannot be stored (PostgreSQL's offset and year range), or None."""
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+        return "The UTC offset must be within -15:59 and +15:59."
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return "Out of range (years 1 to 9999 in UTC)."
+    return None
+
+
+def clean_datetime(value: datetime) -> datetime:
+    """An aware datetime as UTC (naive means UTC); ValueError naming the problem."""
+    if not isinstance(value, datetime):
+        raise ValueError("Must be a date-time.")
+    if value.utcoffset() is None:
+        value = value.replace(tzinfo=UTC)
+    if problem := datetime_problem(value):
+        raise ValueError(problem)
+    return value.astimezone(UTC)
 
 
 def json_type(value: Any) -> str:
@@ -206,7 +291,7 @@ def clean_fields(values: dict[str, Any], allowed: set[str], errors: Errors) -> d
 
 
 def check_task_id(task_id: Any, errors: Errors, name: str = "id") -> None:
-    if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+    if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
         errors.add(name, TASK_ID_MESSAGE)
 
 

@@ -4,6 +4,7 @@ Filters return plain text (the template escapes it); tags that need markup rende
 """
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,10 +88,10 @@ def duration(seconds: float | int | None) -> str:
         return "—"
     try:
         seconds = float(seconds)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return "—"
-    if seconds <= 0:
-        return "—"
+    if not math.isfinite(seconds) or seconds <= 0:
+        return "—"  # rows stored before durations were checked may hold Infinity or NaN
     if seconds < 0.1:
         return "< 0.1 s"
     if seconds < 60:

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_http_methods
 
 from .. import selectors
 from ..models import ActivityKind
+from ..services.validation import ascii_int, text_problem
 
 LOG = "activity/log.html"
 
@@ -19,10 +20,11 @@ def activity_log(request, org: str, task_id: str):
     if kind and kind not in ActivityKind.values:
         return HttpResponseBadRequest(f"Unknown kind; expected one of: {', '.join(ActivityKind.values)}.")
     q = request.GET.get("q", "").strip()[:200]
+    if text_problem(q):
+        return HttpResponseBadRequest("The search text must not contain NUL characters.")
     after_raw = request.GET.get("after", "")
-    try:
-        after_id = int(after_raw) if after_raw else None
-    except ValueError:
+    after_id = ascii_int(after_raw) if after_raw else None
+    if after_raw and after_id is None:
         return HttpResponseBadRequest("Invalid page cursor.")
     page = selectors.activity_page(task, kind=kind or None, q=q or None, after_id=after_id)
     context = {

@@ -1,7 +1,5 @@
 """The HITL inbox and the decide endpoint shared by the inbox and the task page's decision panel."""
 
-import json
-
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -12,6 +10,7 @@ from django.views.decorators.http import require_http_methods
 from .. import selectors, services
 from ..live.presenters import replay_context
 from ..models import Face
+from ..services.validation import JsonRefused, parse_json
 
 INBOX = "approvals/inbox.html"
 PANEL = "approvals/decision_panel.html"
@@ -49,9 +48,9 @@ def _parse_amendment(hitl, raw: str | None):
     if len(raw) > AMEND_TEXT_LIMIT:
         return None, f"At most {AMEND_TEXT_LIMIT:,} characters."
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return None, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+        value = parse_json(raw)
+    except JsonRefused as exc:
+        return None, f"Invalid JSON: {exc}"
     if value == hitl.proposed_payload:
         return None, ""
     if value is None:

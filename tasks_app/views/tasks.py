@@ -7,7 +7,6 @@ they were rendered at: a stale one answers 409 with a conflict panel, bad input 
 form as typed; base.html tells htmx to swap both.
 """
 
-import json
 from datetime import UTC, date, datetime, time
 
 from django.contrib.auth.decorators import login_required
@@ -21,6 +20,7 @@ from tasks_app import lifecycle, selectors, services
 from tasks_app.models import Agent, Face, Organization, Task
 from tasks_app.selectors import SORT_FIELDS, TaskFilters
 from tasks_app.services import Actor
+from tasks_app.services.validation import JsonRefused, clean_datetime, parse_json, text_problem
 from tasks_app.templatetags.taskdesk import task_url
 
 from ..live.presenters import conflict_context, detail_context, replay_context, status_count_groups
@@ -63,13 +63,19 @@ def _parse_day(raw: str, *, end: bool) -> datetime:
     if len(raw) == 10:
         day = date.fromisoformat(raw)
         return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
-    value = datetime.fromisoformat(raw)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return clean_datetime(datetime.fromisoformat(raw))  # ValueError for offsets PostgreSQL refuses
 
 
 def filters_from_query(params) -> tuple[TaskFilters, list[str]]:
     """TaskFilters from the query string, plus a message for each part that was ignored."""
     errors: list[str] = []
+    # A value no stored text can match (NUL, lone surrogates) is dropped, like any unusable filter.
+    unusable = {name for name, values in params.lists() if any(text_problem(v) for v in values)}
+    if unusable:
+        errors.append(f"Ignored {', '.join(sorted(unusable))}: text with NUL characters matches nothing.")
+        params = params.copy()
+        for name in unusable:
+            params.pop(name)
     statuses = []
     for status in params.getlist("status"):
         if status in lifecycle.STATUS_LABELS:
@@ -366,9 +372,9 @@ def task_set_metadata(request: HttpRequest, org: str, task_id: str) -> HttpRespo
             raise _Refusal(f"Unknown metadata mode {mode!r}; choose merge or replace.")
         raw = post.get("metadata", "")
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise _Refusal(f"Metadata is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).")
+            value = parse_json(raw)
+        except JsonRefused as exc:
+            raise _Refusal(f"Metadata is not valid JSON: {exc}")
         if not isinstance(value, dict):
             raise _Refusal("Metadata must be a JSON object ({…}), not a list, string or number.")
         services.task_update(

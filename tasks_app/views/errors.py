@@ -1,0 +1,60 @@
+"""Answers for requests that failed inside the server: 503 while the database is unreachable, 500 otherwise.
+
+Agent-facing paths get their face's JSON shape (an SDK must never have to parse an HTML page);
+the dashboard gets a small page. Neither reads the database or the session: the failure may be
+the database itself.
+"""
+
+import sys
+
+from django.db import Error as DatabaseError
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
+from psycopg_pool import PoolTimeout
+
+JSONRPC_PATH = "/rpc"
+API_PREFIXES = ("/api/", "/xpander/", "/agentex/")
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """The database could not be reached (refused, timed out, pool exhausted), not a bad query."""
+    return isinstance(exc, (OperationalError, PoolTimeout)) or (
+        isinstance(exc, DatabaseError) and isinstance(exc.__cause__, PoolTimeout)
+    )
+
+
+def is_api_path(path: str) -> bool:
+    return path == JSONRPC_PATH or path.startswith(API_PREFIXES)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the exception being handled decides between 503 and 500."""
+    unavailable = database_unavailable(sys.exc_info()[1])
+    status = 503 if unavailable else 500
+    message = (
+        "The database is unreachable; try again in a few seconds."
+        if unavailable
+        else "Something went wrong on our side; it has been logged."
+    )
+    if request.path == JSONRPC_PATH:
+        code = -32603
+        response: HttpResponse = JsonResponse(
+            {"jsonrpc": "2.0", "error": {"code": code, "message": "Internal error", "data": {"reason": message}},
+             "id": None},
+            status=status,
+        )  # fmt: skip
+    elif is_api_path(request.path):
+        response = JsonResponse(
+            {"detail": message, "code": "unavailable" if unavailable else "server_error"}, status=status
+        )
+    else:
+        title = "Service unavailable" if unavailable else "Server error"
+        body = loader.render_to_string(
+            "errors/server_error.html", {"title": title, "message": message, "status": status}
+        )
+        response = HttpResponse(body, status=status)
+    if unavailable:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
