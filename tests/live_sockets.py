@@ -44,8 +44,10 @@ class Communicator(WebsocketCommunicator):
         return await ApplicationCommunicator.receive_output(self, timeout)
 
 
-def communicator(path: str, cookie: str | None = None, origin: str = "http://testserver") -> WebsocketCommunicator:
-    headers = [(b"origin", origin.encode())]
+def communicator(
+    path: str, cookie: str | None = None, origin: str = "http://testserver", host: str = "testserver"
+) -> WebsocketCommunicator:
+    headers = [(b"origin", origin.encode()), (b"host", host.encode())]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
     return Communicator(application, path, headers=headers)

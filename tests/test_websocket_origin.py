@@ -1,0 +1,88 @@
+"""Websockets open only from the site's exact origin (scheme, host and port) or a CSRF trusted one."""
+
+import pytest
+from django.test import override_settings
+
+from tasks_app.live.origin import allowed_origin, normalize_origin
+from tests.live_sockets import communicator, session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def scope(host="127.0.0.1:8000", scheme="ws", extra=()):
+    headers = [(b"host", host.encode()), *extra] if host is not None else list(extra)
+    return {"type": "websocket", "scheme": scheme, "headers": headers}
+
+
+SAME_HOST_OTHER_APPS = [
+    "http://127.0.0.1:9999",  # another port
+    "https://127.0.0.1:8000",  # another scheme
+    "http://127.0.0.1",  # the default port is another port
+    "https://localhost:4443",
+    "http://localhost:8000",  # another name for the same machine is another origin
+    "http://127.0.0.1:8000.evil.example",
+    "null",
+    "file://",
+    "",
+]
+
+
+@pytest.mark.parametrize("origin", SAME_HOST_OTHER_APPS)
+def test_origins_other_than_the_sites_own_are_refused(origin):
+    assert not allowed_origin(scope(), origin)
+
+
+def test_the_sites_own_origin_is_allowed_with_its_scheme_and_port():
+    assert allowed_origin(scope(), "http://127.0.0.1:8000")
+    assert allowed_origin(scope(host="localhost"), "http://localhost")
+    assert allowed_origin(scope(host="localhost"), "http://localhost:80")
+    assert allowed_origin(scope(host="localhost:443", scheme="wss"), "https://LOCALHOST")
+    assert not allowed_origin(scope(host="localhost", scheme="wss"), "http://localhost")
+    assert not allowed_origin(scope(host=None), "http://127.0.0.1:8000")  # no Host: no own origin
+    assert not allowed_origin(scope(), None)  # no Origin header
+
+
+def test_a_host_outside_allowed_hosts_is_not_the_sites_origin():
+    assert not allowed_origin(scope(host="evil.example:8000"), "http://evil.example:8000")
+
+
+@override_settings(ALLOWED_HOSTS=["desk.example"], CSRF_TRUSTED_ORIGINS=["https://desk.example"])
+def test_trusted_origins_match_exactly():
+    behind_tls_proxy = scope(host="desk.example")  # nginx terminates TLS; daphne sees ws
+    assert allowed_origin(behind_tls_proxy, "https://desk.example")
+    assert allowed_origin(behind_tls_proxy, "https://desk.example:443")
+    assert not allowed_origin(behind_tls_proxy, "https://desk.example:8443")
+    assert not allowed_origin(behind_tls_proxy, "http://other.example")
+
+
+@override_settings(ALLOWED_HOSTS=["desk.example"], SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"))
+def test_a_tls_proxy_header_makes_the_sites_origin_https():
+    proxied = scope(host="desk.example", extra=[(b"x-forwarded-proto", b"https")])
+    assert allowed_origin(proxied, "https://desk.example")
+    assert not allowed_origin(proxied, "http://desk.example")
+
+
+def test_normalize_origin():
+    assert normalize_origin("HTTPS://Desk.Example") == ("https", "desk.example", 443)
+    assert normalize_origin("http://[::1]:8000") == ("http", "::1", 8000)
+    for bad in ("http://desk.example/path", "ftp://desk.example", "http://desk.example:99999", "http://u@desk.example"):
+        assert normalize_origin(bad) is None
+
+
+@pytest.mark.parametrize(
+    "origin,host,accepted",
+    [
+        ("http://testserver", "testserver", True),
+        ("http://127.0.0.1:9999", "127.0.0.1:8000", False),
+        ("https://localhost:4443", "localhost:8000", False),
+        ("http://localhost:8000", "localhost:8000", True),
+    ],
+)
+async def test_a_socket_with_alices_cookie_opens_only_from_the_exact_origin(alice, origin, host, accepted):
+    from asgiref.sync import sync_to_async
+
+    cookie = await sync_to_async(session_cookie)(alice)
+    comm = communicator("/ws/tasks/", cookie, origin, host=host)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected is accepted
+    await comm.disconnect()
