@@ -8,6 +8,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 django_asgi_app = get_asgi_application()
 
+from tasks_app.checks import database_problem  # noqa: E402
+
+if problem := database_problem():
+    # One line and a non-zero exit, before daphne listens: not a server answering 500s for 30 s each.
+    raise SystemExit(f"Taskdesk cannot start: {problem}")
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
