@@ -34,6 +34,10 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+# Roles that may change a task of their organization (and decide its HITL requests); viewers read.
+EDIT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
+
+
 class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")

@@ -13,13 +13,13 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
-from . import lifecycle
+from . import lifecycle, models
 from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Organization, Role, Task, TaskEvent
 from .services import counters
 from .services.errors import TaskNotFound
 from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok
 
-EDIT_ROLES = frozenset({Role.OPERATOR, Role.ADMIN})
+EDIT_ROLES = models.EDIT_ROLES
 
 
 def memberships_for(user) -> dict[int, str]:

@@ -10,6 +10,7 @@ from here, so a refusal means the same thing through every face:
 | VersionConflict            | 409  | conflict      | current_version, changed_by, changes |
 | IdTaken                    | 409  | id_taken      |                                      |
 | TaskNotFound               | 404  | not_found     |                                      |
+| NotAllowed                 | 403  | forbidden     |                                      |
 | HitlAlreadyDecided         | 409  | hitl_decided  | decision                             |
 | HitlError                  | 409  | hitl          |                                      |
 | RequestDataTooBig          | 413  | too_large     | (raised by Django, not a service)    |
@@ -25,6 +26,7 @@ from ..services import (
     HitlError,
     IdTaken,
     InvalidInput,
+    NotAllowed,
     ServiceError,
     TaskNotFound,
     TransitionRefused,
@@ -37,6 +39,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ServiceError], int], ...] = (
     (VersionConflict, 409),
     (IdTaken, 409),
     (TaskNotFound, 404),
+    (NotAllowed, 403),
     (HitlAlreadyDecided, 409),
     (HitlError, 409),
 )

@@ -17,9 +17,7 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.utils import timezone
 
-from ..models import ApiToken, Membership, Organization, Role
-
-EDIT_ROLES = {Role.OPERATOR, Role.ADMIN}
+from ..models import EDIT_ROLES, ApiToken, Membership, Organization
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from .errors import (
     IdTaken,
     InvalidInput,
     NameTaken,
+    NotAllowed,
     ServiceError,
     TaskNotFound,
     TransitionRefused,
     VersionConflict,
 )
-from .hitl import hitl_decide, hitl_expire_due, hitl_request
+from .hitl import hitl_decide, hitl_expire_due, hitl_request, may_decide_hitl
 from .kernel import last_event
 from .tasks import (
     STOP_STATUSES,
@@ -46,6 +47,8 @@ __all__ = [
     "VersionConflict",
     "IdTaken",
     "NameTaken",
+    "NotAllowed",
+    "may_decide_hitl",
     "TaskNotFound",
     "HitlError",
     "HitlAlreadyDecided",

@@ -65,6 +65,12 @@ class HitlError(ServiceError):
     code = "hitl"
 
 
+class NotAllowed(ServiceError):
+    """The actor may not do this in this organization (e.g. a viewer deciding a HITL request)."""
+
+    code = "forbidden"
+
+
 class HitlAlreadyDecided(HitlError):
     code = "hitl_decided"
 

@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from .. import lifecycle
 from ..lifecycle import Status
-from ..models import EventType, HitlDecision, HitlRequest, Task
+from ..models import EDIT_ROLES, ActorKind, EventType, HitlDecision, HitlRequest, Membership, Task
 from .actors import Actor
-from .errors import Errors, HitlAlreadyDecided, HitlError, TransitionRefused
+from .errors import Errors, HitlAlreadyDecided, HitlError, NotAllowed, TransitionRefused
 from .kernel import Change, changing, lock_task
 from .validation import clean_datetime, json_problem, text_problem
 
@@ -88,6 +88,28 @@ def hitl_request(
     return hitl
 
 
+def may_decide_hitl(actor: Actor, organization_id: int) -> bool:
+    """Who may decide a HITL request of an organization: the one rule, for every face.
+
+    - staff: an operator or admin of that organization (a superuser counts as admin everywhere);
+      a viewer reads only.
+    - an API token of that organization: the organization issued it to its automation, and a
+      token may already move a paused task on (PATCH status, stop), which withdraws the request;
+      refusing it the decision would protect nothing, only lose the decision record.
+    - the system (deadline expiry, commands).
+    """
+    if actor.kind == ActorKind.SYSTEM:
+        return True
+    if actor.token is not None:
+        return actor.token.organization_id == organization_id
+    user = actor.user_or_none
+    if user is None:
+        return False
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, organization_id=organization_id, role__in=EDIT_ROLES).exists()
+
+
 def hitl_decide(
     *,
     hitl: HitlRequest | int,
@@ -123,6 +145,8 @@ def hitl_decide(
         organization_id = hitl.organization_id
     if organization_id is None:
         raise ValueError("A HITL request is decided within an organization: pass organization_id.")
+    if not may_decide_hitl(actor, organization_id):
+        raise NotAllowed("Your role in this organization cannot decide requests (operators and admins can).")
     with transaction.atomic():
         locked_hitl = HitlRequest.objects.select_for_update().filter(organization_id=organization_id, pk=pk).first()
         if locked_hitl is None:

@@ -1,6 +1,7 @@
 """The HITL inbox and the decide endpoint shared by the inbox and the task page's decision panel."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -75,7 +76,10 @@ def _panel(request, hitl, *, status: int = 200, errors=None, notice: str = "", f
 @login_required
 def decide(request, hitl_id: int):
     hitl = selectors.get_hitl_for_user(request.user, hitl_id)
-    selectors.require_edit(request.user, hitl.organization_id)
+    # Who may decide is services.may_decide_hitl (the same rule on every face): asked first so a
+    # viewer's click is refused before the form is read.
+    if not services.may_decide_hitl(services.Actor.for_user(request.user), hitl.organization_id):
+        raise PermissionDenied("Your role in this organization is read-only.")
     action = request.POST.get("action", "")
     form = {
         "reason": request.POST.get("reason", ""),
