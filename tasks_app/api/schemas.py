@@ -4,7 +4,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
 
 from .. import lifecycle
 from ..models import ActivityEntry, ActivityKind, HitlDecision, HitlRequest, Task
@@ -24,9 +34,13 @@ def _integral(value: Any) -> Any:
 
 
 # Strict scalars: "85" or 85.5 for an integer, or "yes" for a boolean, is a 422, not a guess.
-Integer = Annotated[StrictInt, BeforeValidator(_integral)]
-Priority = Annotated[Integer, Field(ge=0, le=100)]
-NonNegative = Annotated[Integer, Field(ge=0, le=2**62)]
+def integer(**bounds: int) -> Any:
+    """A strict integer within bounds (bounds first, so the OpenAPI schema states them)."""
+    return Annotated[StrictInt, Field(**bounds), BeforeValidator(_integral)]
+
+
+Priority = integer(ge=0, le=100)
+NonNegative = integer(ge=0, le=2**62)
 Seconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 # PostgreSQL text holds no NUL: the schema says so, so generated clients (and fuzzers) know.
 NO_NUL = r"^[^\x00]*$"
@@ -48,7 +62,18 @@ def _iso_datetime(value: Any) -> Any:
 
 
 # The services' datetime rule (offset within +-15:59, in range as UTC), stated once.
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime), AfterValidator(clean_datetime)]
+# The pattern tells generated clients what RFC 3339 alone does not: offsets within +-15:59, and no
+# UTC instant before year 1 or after 9999 (the edge days with an offset pointing out of range).
+DATETIME_PATTERN = (
+    r"^(?!0001-01-01T.*\+)(?!9999-12-31T.*-[0-9])[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9:.]+"
+    r"([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])?$"
+)
+IsoDateTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_datetime),
+    AfterValidator(clean_datetime),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}),
+]
 TaskId = Annotated[str, Field(pattern=TASK_ID_RE.pattern, max_length=100)]
 
 
@@ -121,7 +146,7 @@ class TaskPatchIn(TaskFieldsIn):
     duration: Seconds | None = None
     metadata_replace: StrictBool = Field(False, description="Replace metadata instead of merging top-level keys.")
     params_replace: StrictBool = Field(False, description="Replace params instead of merging top-level keys.")
-    expected_version: Annotated[Integer, Field(ge=1, le=2**31)] | None = Field(
+    expected_version: integer(ge=1, le=2**31) | None = Field(
         None, description="Refuse with 409 unless the task is at this version (same as If-Match)."
     )
 
@@ -196,8 +221,8 @@ class ActivityIn(StrictIn):
     tool_call_id: str | None = Field(None, max_length=200, pattern=NO_NUL)
     tool_arguments: Any = None
     tool_output: Any = None
-    prompt_tokens: Annotated[Integer, Field(ge=0, lt=2**31)] | None = None
-    completion_tokens: Annotated[Integer, Field(ge=0, lt=2**31)] | None = None
+    prompt_tokens: integer(ge=0, lt=2**31) | None = None  # type: ignore[valid-type]
+    completion_tokens: integer(ge=0, lt=2**31) | None = None  # type: ignore[valid-type]
 
 
 ActivityBatchIn = Annotated[list[ActivityIn], Field(min_length=1, max_length=500)]
@@ -254,7 +279,7 @@ class HitlRejectIn(StrictIn):
 
 # Two shapes, so the schema states what the service checks: only a rejection needs a reason,
 # only an approval may amend the payload.
-HitlDecisionIn = Annotated[HitlApproveIn | HitlRejectIn, Field(discriminator="approve")]
+HitlDecisionIn = HitlApproveIn | HitlRejectIn
 
 
 class HitlOut(Schema):
