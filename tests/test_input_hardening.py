@@ -409,3 +409,24 @@ def test_json_and_digit_rules():
     assert json_problem_at({"a": "\ud800"})[0] == ("a",)
     assert json_problem_at({"a\x00": 1})[0] == ("a\x00",)
     assert json_problem_at({"ok": [1.5, "text", None, True]}) is None
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_asgi_a_database_outage_is_still_a_503(acme, monkeypatch):
+    """Under ASGI Django calls handler500 from another thread; asgiref re-raises the exception
+    there, so the handler still tells an outage from a bug."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    _, raw = await sync_to_async(api_token_create)(organization=acme, name="asgi")
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(selectors, "get_task_for_token", unreachable)
+    client = AsyncClient(raise_request_exception=False)
+    response = await client.get("/api/v1/tasks/t1", headers={"Authorization": f"Bearer {raw}"})
+    assert response.status_code == 503 and response.json()["code"] == "unavailable"
+    monkeypatch.setattr(selectors, "get_task_for_token", lambda *a, **k: 1 / 0)
+    response = await client.get("/xpander/agent-execution/t1/status", headers={"x-api-key": raw})
+    assert response.status_code == 500 and response.json()["code"] == "server_error"
