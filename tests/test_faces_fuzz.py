@@ -24,6 +24,7 @@ FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 # No rate limit gets in the way of the examples (JSON-RPC task.update allows 20 a minute).

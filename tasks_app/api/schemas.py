@@ -19,7 +19,14 @@ from pydantic import (
 from .. import lifecycle
 from ..models import ActivityEntry, ActivityKind, HitlDecision, HitlRequest, Task
 from ..services import TASK_ID_RE, TEXT_LIMITS
-from ..services.validation import BODY_MAX_DEPTH, as_object, clean_datetime, finite, json_problem_at
+from ..services.validation import (
+    BODY_MAX_DEPTH,
+    MAX_DURATION_SECONDS,
+    as_object,
+    clean_datetime,
+    finite,
+    json_problem_at,
+)
 
 StatusName = Literal[lifecycle.STATUSES]  # type: ignore[valid-type]
 StopStatus = Literal["stopped", "canceled", "terminated", "timed_out"]
@@ -41,7 +48,7 @@ def integer(**bounds: int) -> Any:
 
 Priority = integer(ge=0, le=100)
 NonNegative = integer(ge=0, le=2**62)
-Seconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Strict(), Field(ge=0, le=MAX_DURATION_SECONDS, allow_inf_nan=False)]
 # PostgreSQL text holds no NUL: the schema says so, so generated clients (and fuzzers) know.
 NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str, Field(pattern=NO_NUL)]
