@@ -96,10 +96,35 @@ def test_stop_and_retry(signed_in, task):
     assert task.status == "pending" and task.execution_attempts == 2
 
 
+def test_stop_cancel_and_retry_record_the_reason_given_and_drop_an_unrelated_one(signed_in, task):
+    post(signed_in, "task_set_status", task, {"status": "executing", "status_reason": "picked up", "version": 1})
+    # Canceled from the menu is the same act as the button: no reason given, the old one goes.
+    response = post(signed_in, "task_set_status", task, {"status": "canceled", "status_reason": "", "version": 2})
+    assert response.status_code == 200
+    task = fresh(task)
+    assert (task.status, task.status_reason) == ("canceled", "")
+    response = post(signed_in, "task_retry", task, {"status_reason": "customer asked again", "version": task.version})
+    assert response.status_code == 200
+    task = fresh(task)
+    assert (task.status, task.status_reason, task.execution_attempts) == ("pending", "customer asked again", 2)
+    data = {"status": "canceled", "status_reason": "duplicate", "version": task.version, "page": "list"}
+    response = post(signed_in, "task_stop", task, data)
+    assert response.status_code == 200 and response.content.decode().strip().startswith(f'<tr id="task-{task.pk}"')
+    task = fresh(task)
+    assert (task.status, task.status_reason, task.is_manually_stopped) == ("canceled", "duplicate", False)
+
+
+def test_a_list_row_offers_retry_for_a_finished_task_and_asks_first(signed_in, task):
+    post(signed_in, "task_stop", task, {"version": 1})
+    html = signed_in.get("/tasks/").content.decode()
+    row = html[html.index(f'<tr id="task-{task.pk}"') :][:4000]
+    assert task_url(task, "task_retry") in row and 'data-confirm="Retry this task?"' in row
+
+
 def test_the_stop_button_asks_for_confirmation(signed_in, task):
     html = signed_in.get(task_url(task)).content.decode()
     stop_form = html[html.index(task_url(task, "task_stop")) - 200 :][:600]
-    assert "hx-confirm=" in stop_form
+    assert "data-confirm=" in stop_form
 
 
 # --- Bad input: clear message, nothing changed, no event ------------------------------------

@@ -140,6 +140,42 @@
     if (form && form.dataset && evt.detail.successful) delete form.dataset.dirty;
   });
 
+  // --- Acts that end or restart a task: confirm, with an optional reason --------------------
+  // A form carrying data-confirm (stop, cancel, retry buttons), or a status menu (data-confirm-menu)
+  // whose chosen option carries it, asks in the #confirm-act dialog first; the reason typed there
+  // goes out as status_reason. Back or Esc sends nothing.
+  function confirmation(form) {
+    if (form.hasAttribute("data-confirm")) return form;
+    if (!form.hasAttribute("data-confirm-menu")) return null;
+    var select = form.querySelector("select[name=status]");
+    var option = select && select.selectedOptions[0];
+    return option && option.hasAttribute("data-confirm") ? option : null;
+  }
+
+  document.addEventListener("htmx:confirm", function (evt) {
+    var form = evt.detail.elt;
+    if (!form || !form.matches || !form.matches("form")) return;
+    var source = confirmation(form);
+    var dialog = document.getElementById("confirm-act");
+    if (!source || !dialog) return;
+    evt.preventDefault();
+    var reasonField = form.querySelector("[name=status_reason]");
+    var input = document.getElementById("confirm-act-reason");
+    document.getElementById("confirm-act-title").textContent = source.dataset.confirm;
+    document.getElementById("confirm-act-detail").textContent = source.dataset.confirmDetail || "";
+    document.getElementById("confirm-act-ok").textContent = source.dataset.confirmButton || "Confirm";
+    input.value = reasonField ? reasonField.value : "";
+    dialog.returnValue = "";
+    dialog.addEventListener("close", function closed() {
+      dialog.removeEventListener("close", closed);
+      if (dialog.returnValue !== "confirm" || !document.contains(form)) return;
+      if (reasonField) reasonField.value = input.value.trim();
+      evt.detail.issueRequest(true);
+    });
+    dialog.showModal();
+    input.focus();
+  });
+
   // --- Errors htmx does not swap ----------------------------------------------------------
   document.addEventListener("htmx:responseError", function (evt) {
     var status = evt.detail.xhr ? evt.detail.xhr.status : 0;

@@ -1,4 +1,9 @@
-/* Keyboard triage for the HITL inbox: j/k move, a approve, r reject (reason first), e edit payload, ? help.
+/* Keyboard triage for the HITL inbox: j/k select, a approve, r reject (reason first), e edit payload,
+   u undo, ? help. A key acts only on the request the user selected (j/k or a click; the selection is
+   framed and announced); with nothing selected a, r and e only say so. When the selected request
+   leaves the list (decided here or by a colleague) nothing is selected until j/k or a click, so a
+   key never lands on a request the user did not choose. Approve and reject count down with an
+   Undo first (static/js/decisions.js).
    Keys are ignored while typing in a field, except Enter in a reason (rejects) and Ctrl+Enter in the
    payload editor (approves the edit), and Esc (leaves the field). */
 (function () {
@@ -18,28 +23,49 @@
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable;
   }
 
-  function select(card) {
-    cards().forEach(function (c) { c.classList.toggle("is-current", c === card); });
-    if (!card) { currentId = null; return; }
-    currentId = card.id;
-    currentIndex = cards().indexOf(card);
-    card.focus({ preventScroll: true });
-    card.scrollIntoView({ block: "nearest" });
+  function status(message) {
+    var box = document.getElementById("triage-status");
+    if (box) box.textContent = message;
   }
 
-  function current() {
-    var list = cards();
+  function describe(card) {
+    var link = card.querySelector(".hitl-card__task");
+    return link ? link.textContent.trim() : card.id;
+  }
+
+  function select(card, focus) {
+    cards().forEach(function (c) {
+      var on = c === card;
+      c.classList.toggle("is-current", on);
+      if (on) c.setAttribute("aria-current", "true");
+      else c.removeAttribute("aria-current");
+    });
+    if (!card) {
+      currentId = null;
+      status("Nothing selected: j / k or a click selects a request.");
+      return;
+    }
+    currentId = card.id;
+    currentIndex = cards().indexOf(card);
+    status("Selected: " + describe(card) + ". a approves, r rejects, e edits.");
+    if (focus !== false) {
+      card.focus({ preventScroll: true });
+      card.scrollIntoView({ block: "nearest" });
+    }
+  }
+
+  // The selected card, only while it is still a pending card on the page.
+  function selected() {
     var card = currentId && document.getElementById(currentId);
-    if (card && list.indexOf(card) >= 0) return card;
-    // The focused card left (decided here or by a colleague): take the one now at its place.
-    return list.length ? list[Math.min(currentIndex, list.length - 1)] : null;
+    return card && cards().indexOf(card) >= 0 ? card : null;
   }
 
   function move(step) {
     var list = cards();
     if (!list.length) return;
-    var card = currentId && document.getElementById(currentId);
+    var card = selected();
     var index = card ? list.indexOf(card) : -1;
+    // Nothing selected (yet, or the selection left): start from the place it was.
     if (index < 0) index = step > 0 ? Math.min(currentIndex, list.length) - 1 : Math.min(currentIndex, list.length);
     select(list[Math.max(0, Math.min(list.length - 1, index + step))]);
   }
@@ -51,23 +77,32 @@
 
   function click(card, selector) {
     var el = card && card.querySelector(selector);
-    if (el) el.click();
+    if (el && !el.disabled) el.click();
+  }
+
+  function toast(message) {
+    var box = document.getElementById("toast");
+    if (!box) return;
+    box.textContent = message;
+    box.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(function () { box.hidden = true; }, 4000);
   }
 
   document.addEventListener("keydown", function (event) {
     if (!root() || event.defaultPrevented || event.altKey || event.metaKey) return;
     var target = event.target;
-    var card = target.closest && target.closest("[data-hitl-card]");
+    var inCard = target.closest && target.closest("[data-hitl-card]");
     if (typing(target)) {
-      if (event.key === "Escape" && card) {
+      if (event.key === "Escape" && inCard) {
         target.blur();
-        select(card);
-      } else if (event.key === "Enter" && card && target.matches("[data-reason-input]")) {
+        select(inCard);
+      } else if (event.key === "Enter" && inCard && target.matches("[data-reason-input]")) {
         event.preventDefault();
-        click(card, "[data-reject]");
-      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && card && target.matches("[data-amend-input]")) {
+        click(inCard, "[data-reject]");
+      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && inCard && target.matches("[data-amend-input]")) {
         event.preventDefault();
-        click(card, "[data-approve]");
+        click(inCard, "[data-approve]");
       }
       return;
     }
@@ -84,11 +119,24 @@
       openHelp();
       return;
     }
+    if (key === "u") {
+      event.preventDefault();
+      var undone = window.taskdeskDecisions && window.taskdeskDecisions.undo(selected());
+      if (!undone) toast("Nothing to undo.");
+      return;
+    }
     if (key !== "a" && key !== "r" && key !== "e") return;
-    card = card || current();
-    if (!card) return;
     event.preventDefault();
-    select(card);
+    var card = selected();
+    if (!card) {
+      toast("Select a request first (j / k or a click).");
+      status("Nothing selected: j / k or a click selects a request.");
+      return;
+    }
+    if (card.dataset.queued) {
+      toast("This request is already being " + (card.dataset.queued === "approve" ? "approved" : "rejected") + "; u undoes it.");
+      return;
+    }
     if (key === "a") {
       click(card, "[data-approve]");
     } else if (key === "r") {
@@ -105,21 +153,19 @@
 
   document.addEventListener("click", function (event) {
     if (event.target.closest && event.target.closest("[data-triage-help-open]")) openHelp();
-    var card = event.target.closest && event.target.closest("[data-hitl-card]");
-    if (card && root()) {
-      currentId = card.id;
-      currentIndex = cards().indexOf(card);
-    }
+    var card = event.target.closest && event.target.closest("#hitl-list [data-hitl-card]");
+    if (card && root() && card !== selected()) select(card, false);
   });
 
-  // After a decision (ours or pushed), keep the keyboard on the card now in the same place.
-  function refocus() {
+  // After a swap (our decision answered, or a pushed one), the frame follows the selection; a
+  // selection that left the list is cleared, never moved to a neighbour.
+  function resync() {
     if (!root()) return;
-    var active = document.activeElement;
-    if (active && active !== document.body && document.contains(active)) return;
-    if (currentId === null) return;
-    select(current());
+    var card = selected();
+    if (currentId !== null && !card) select(null);
+    else if (card && !card.classList.contains("is-current")) select(card, false);
   }
-  document.addEventListener("htmx:afterSettle", refocus);
-  document.addEventListener("htmx:oobAfterSwap", refocus);
+  document.addEventListener("htmx:afterSettle", resync);
+  document.addEventListener("htmx:oobAfterSwap", resync);
+  document.addEventListener("DOMContentLoaded", function () { if (root()) select(null); });
 })();

@@ -197,3 +197,34 @@ def in_lifecycle_order(statuses) -> list[str]:
     """Statuses in the lifecycle's order (pending … timed out) rather than alphabetical."""
     wanted = set(statuses or [])
     return [status for status in lifecycle.STATUSES if status in wanted]
+
+
+# What the confirmation of an act that ends (or restarts) a task asks: question, consequence, button.
+ACT_CONFIRMATIONS: dict[str, tuple[str, str, str]] = {
+    lifecycle.Status.STOPPED: (
+        "Stop this task?",
+        "The agent is told to stop; the task ends as stopped.",
+        "Stop task",
+    ),
+    lifecycle.Status.CANCELED: (
+        "Cancel this task?",
+        "The task ends as canceled and is not run further.",
+        "Cancel task",
+    ),
+    lifecycle.Status.TERMINATED: ("Terminate this task?", "The task ends as terminated.", "Terminate task"),
+    lifecycle.Status.TIMED_OUT: ("Mark this task timed out?", "The task ends as timed out.", "Mark timed out"),
+    "retry": ("Retry this task?", "It goes back to pending for another attempt.", "Retry task"),
+}
+
+
+@register.inclusion_tag("tasks/tags/confirm_attrs.html")
+def confirm_attrs(act: str) -> dict:
+    """data-confirm attributes for a form or menu option whose act ends or restarts a task (else none)."""
+    question, detail, button = ACT_CONFIRMATIONS.get(act, ("", "", ""))
+    return {"question": question, "detail": detail, "button": button}
+
+
+@register.simple_tag
+def stop_acts() -> list[tuple[str, str, str]]:
+    """The buttons that end an active task from the desk: (status, label, button class)."""
+    return [(lifecycle.Status.STOPPED, "■ Stop task", "btn-danger"), (lifecycle.Status.CANCELED, "⊘ Cancel task", "")]

@@ -261,6 +261,8 @@ def _patch(request: HttpRequest, org: str, task_id: str, form_key: str, apply) -
     version = _version_from(post)
     values = {name: post.get(name, "") for name in ("status", "status_reason", "priority", "result", "metadata")}
     values["metadata_mode"] = post.get("metadata_mode", "merge")
+    if form_key == "stop":
+        values["status"] = values["status"] or lifecycle.Status.STOPPED  # which stop button answers
     panel = PANEL_OF[form_key]
     form = {"panel": panel, "values": values, "errors": [], "conflict": None}
     status = 200
@@ -322,6 +324,18 @@ def task_set_status(request: HttpRequest, org: str, task_id: str) -> HttpRespons
         if not target:
             raise _Refusal("Choose a status.")
         reason = post.get("status_reason", "").strip()
+        if target in services.STOP_STATUSES and task.status in lifecycle.STOPPABLE:
+            # Stop, cancel, terminate or time out chosen from the menu is the same act as the
+            # buttons: the reason given (or none) replaces the previous one.
+            services.task_stop(
+                task=task,
+                actor=actor,
+                organization_id=task.organization_id,
+                expected_version=version,
+                status=target,
+                reason=reason,
+            )
+            return
         services.task_update(
             task=task,
             actor=actor,
@@ -393,11 +407,13 @@ def task_set_metadata(request: HttpRequest, org: str, task_id: str) -> HttpRespo
 @login_required
 def task_stop(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
+        status = post.get("status", "") or lifecycle.Status.STOPPED
         services.task_stop(
             task=task,
             actor=actor,
             organization_id=task.organization_id,
             expected_version=version,
+            status=status,
             reason=post.get("status_reason", "").strip(),
         )
 
@@ -408,6 +424,18 @@ def task_stop(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
 @login_required
 def task_retry(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
-        services.task_retry(task=task, actor=actor, organization_id=task.organization_id, expected_version=version)
+        reason = post.get("status_reason", "").strip()
+        if not reason:
+            services.task_retry(task=task, actor=actor, organization_id=task.organization_id, expected_version=version)
+            return
+        # A retry with a reason: the same retry (task_retry is task_update with retry=True), reason recorded.
+        services.task_update(
+            task=task,
+            actor=actor,
+            organization_id=task.organization_id,
+            expected_version=version,
+            retry=True,
+            status_reason=reason,
+        )
 
     return _patch(request, org, task_id, "retry", apply)

@@ -62,7 +62,7 @@ def test_approving_in_one_session_drops_the_card_live_in_another(transactional_d
         page.wait_for_selector("html[data-ws=open]")
         assert page.locator("[data-hitl-card]").count() == 2
     one.locator(f"#hitl-{first.pk} [data-approve]").click()
-    one.wait_for_selector(f"#hitl-{first.pk}.hitl-card--decided")
+    one.wait_for_selector(f"#hitl-{first.pk}.hitl-card--decided", timeout=12_000)
     # The other session never clicked anything: the pushed fragment replaces the card.
     two.wait_for_selector(f"#hitl-{first.pk}.hitl-card--decided")
     assert "alice" in two.locator(f"#hitl-{first.pk}").inner_text()
@@ -79,7 +79,7 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
     page = _page_for(browser, daphne_server, alice)
     page.goto("/approvals/")
     page.wait_for_selector("[data-hitl-card]")
-    page.wait_for_function("window.taskdeskTriage === true")
+    page.wait_for_function("window.taskdeskTriage === true && !!window.taskdeskDecisions")
 
     page.keyboard.press("?")
     page.wait_for_selector("#triage-help[open]")
@@ -88,25 +88,26 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
 
     page.keyboard.press("j")
     assert page.evaluate("document.activeElement.id") == f"hitl-{first.pk}"
-    page.keyboard.press("a")
-    page.wait_for_selector(f"#hitl-{first.pk}.hitl-card--decided")
+    page.keyboard.press("a")  # counts down, then is sent
+    page.wait_for_selector(f"#hitl-{first.pk}.hitl-card--decided", timeout=12_000)
     assert _wait_for(lambda: HitlRequest.objects.get(pk=first.pk).decision == "approved")
 
-    # Focus moved to the next pending card; r focuses its reason, Enter rejects.
+    # The decided card left the selection empty; j selects the card now in its place.
+    page.keyboard.press("j")
     page.wait_for_function(f"document.activeElement.id === 'hitl-{second.pk}'")
     page.keyboard.press("r")
     assert page.evaluate("document.activeElement.name") == "reason"
-    page.keyboard.press("Enter")  # no reason yet: refused in place, nothing decided
+    page.keyboard.press("Enter")  # no reason yet: refused in place at once, nothing decided
     page.wait_for_selector(f"#hitl-{second.pk} .field-error")
     assert HitlRequest.objects.get(pk=second.pk).is_pending
     page.locator(f"#hitl-{second.pk} [data-reason-input]").fill("not allowed")
     page.locator(f"#hitl-{second.pk} [data-reason-input]").press("Enter")
-    page.wait_for_selector(f"#hitl-{second.pk}.hitl-card--decided")
+    page.wait_for_selector(f"#hitl-{second.pk}.hitl-card--decided", timeout=12_000)
     assert _wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "rejected")
     assert Task.objects.get(organization=acme, public_id="kb-2").status_reason == "not allowed"
 
     # e opens the payload editor; typing j/k/a there is text, not a shortcut.
-    page.locator(f"#hitl-{third.pk}").focus()
+    page.locator(f"#hitl-{third.pk} .hitl-question").click()
     page.keyboard.press("e")
     assert page.evaluate("document.activeElement.name") == "amended_payload"
     page.keyboard.press("End")
@@ -114,7 +115,7 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
     assert HitlRequest.objects.get(pk=third.pk).is_pending
     page.locator(f"#hitl-{third.pk} [data-amend-input]").fill('{"amount": 5}')
     page.keyboard.press("Control+Enter")
-    page.wait_for_selector(f"#hitl-{third.pk}.hitl-card--decided")
+    page.wait_for_selector(f"#hitl-{third.pk}.hitl-card--decided", timeout=12_000)
     assert _wait_for(lambda: HitlRequest.objects.get(pk=third.pk).amended_payload == {"amount": 5})
 
 

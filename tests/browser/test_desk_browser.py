@@ -1,0 +1,180 @@
+"""The support engineer's desk in a real Chromium (issue 12): triage acts only on a selected
+request and waits with an Undo; stop, cancel and retry confirm and record a reason alike; who
+lands where; the live list's small promises (ticking times, filter label, sticky header, no
+console errors for rows not on the page)."""
+
+import os
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tasks_app import services
+from tasks_app.models import HitlRequest, Task
+from tests.browser.conftest import wait_live
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
+
+
+def _paused(org, task_id, question="Refund the customer 345 EUR?"):
+    actor = services.Actor.system("agent")
+    services.task_create(
+        organization=org, actor=actor, id=task_id, title=f"Refund order {task_id}", agent="billing-bot"
+    )
+    services.task_update(task=task_id, organization_id=org.pk, actor=actor, status="executing")
+    return services.hitl_request(
+        task=task_id, organization_id=org.pk, actor=actor, question=question, payload={"amount": 345}
+    )
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _pending(hitl) -> bool:
+    return HitlRequest.objects.get(pk=hitl.pk).is_pending
+
+
+# --- Safety: the inbox ------------------------------------------------------------------------
+
+
+def test_keys_act_only_on_a_selected_request_and_undo_really_prevents_the_decision(new_session, acme, alice):
+    first = _paused(acme, "r-1")
+    second = _paused(acme, "r-2", question="Send the apology email?")
+    page = new_session("alice")
+    page.goto("/approvals/")
+    page.wait_for_function("window.taskdeskTriage === true && !!window.taskdeskDecisions")
+    wait_live(page)
+
+    # Freshly loaded: nothing is selected, and a / r / e only say so.
+    for key in ("a", "r", "e"):
+        page.keyboard.press(key)
+        expect(page.locator("#toast")).to_contain_text("Select a request first")
+    assert page.locator(".is-current").count() == 0
+    assert page.evaluate("taskdeskDecisions.pending()") == 0
+    assert page.locator(".undo-entry").count() == 0
+
+    # j selects, visibly.
+    page.keyboard.press("j")
+    card = page.locator(f"#hitl-{first.pk}")
+    expect(card).to_have_class(has_class("is-current"))
+    expect(card).to_have_attribute("aria-current", "true")
+    expect(page.locator("#triage-status")).to_contain_text("Selected: Refund order r-1")
+
+    # a counts down with an Undo; Undo means nothing reaches the server, even after the countdown.
+    page.keyboard.press("a")
+    expect(page.locator(".undo-entry")).to_contain_text("Approving “Refund order r-1” in")
+    expect(card).to_have_attribute("data-queued", "approve")
+    page.screenshot(path=os.path.join(DOCS, "screenshot-approvals.png"))
+    page.locator(".undo-entry .undo-button").click()
+    expect(page.locator(".undo-entry")).to_have_count(0)
+    expect(page.locator("#toast")).to_contain_text("was not approved")
+    time.sleep(6.5)
+    assert _pending(first) and _pending(second)
+    expect(card).not_to_have_attribute("data-queued", "approve")
+
+    # A click selects too; a then sends after the countdown.
+    page.locator(f"#hitl-{second.pk} .hitl-question").click()
+    expect(page.locator(f"#hitl-{second.pk}")).to_have_class(has_class("is-current"))
+    expect(card).not_to_have_class(has_class("is-current"))
+    page.keyboard.press("a")
+    assert _pending(second)  # not yet: the countdown runs
+    page.wait_for_selector(f"#hitl-{second.pk}.hitl-card--decided", timeout=12_000)
+    assert _wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "approved")
+
+    # The decided request left the selection empty: a does nothing to the neighbour.
+    page.keyboard.press("a")
+    expect(page.locator("#toast")).to_contain_text("Select a request first")
+    assert page.evaluate("taskdeskDecisions.pending()") == 0
+    assert _pending(first)
+
+
+def has_class(name):
+    import re
+
+    return re.compile(rf"(^|\s){name}(\s|$)")
+
+
+def test_a_decision_still_counting_down_is_sent_when_the_page_is_left(new_session, acme, alice):
+    hitl = _paused(acme, "leave-1")
+    page = new_session("alice")
+    page.goto("/approvals/")
+    page.wait_for_function("window.taskdeskTriage === true && !!window.taskdeskDecisions")
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    expect(page.locator(".undo-entry")).to_have_count(1)
+    page.goto("/tasks/")  # leaves before the countdown ends
+    assert _wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved")
+
+
+# --- Safety: stop, cancel, retry --------------------------------------------------------------
+
+
+def test_cancel_from_a_row_and_stop_and_retry_from_the_page_confirm_and_record_the_reason(new_session, acme, alice):
+    actor = services.Actor.system("agent")
+    task, _ = services.task_create(organization=acme, actor=actor, id="c-1", title="Cancel me", agent="bot")
+    services.task_update(
+        task="c-1", organization_id=acme.pk, actor=actor, status="executing", status_reason="warming up"
+    )
+    page = new_session("alice")
+    page.goto("/tasks/")
+    wait_live(page)
+    row = page.locator(f'[id="task-{task.pk}"]')
+
+    # Canceled from the row's menu asks first; Back sends nothing.
+    row.locator("select[name=status]").select_option("canceled")
+    row.locator("button[type=submit]").click()
+    dialog = page.locator("#confirm-act")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Cancel this task?")
+    page.locator("#confirm-act-back").click()
+    expect(dialog).to_be_hidden()
+    time.sleep(0.5)
+    assert Task.objects.get(pk=task.pk).status == "executing"
+
+    row.locator("button[type=submit]").click()
+    page.fill("#confirm-act-reason", "duplicate of c-0")
+    page.keyboard.press("Enter")
+    expect(row.locator(".badge-canceled")).to_be_visible()
+    fresh = Task.objects.get(pk=task.pk)
+    assert (fresh.status, fresh.status_reason) == ("canceled", "duplicate of c-0")
+
+    # Retry from the row asks the same way; no reason given clears the old one.
+    row.locator("[data-act=retry]").click()
+    expect(dialog).to_contain_text("Retry this task?")
+    page.locator("#confirm-act-ok").click()
+    expect(row.locator(".badge-pending")).to_be_visible()
+    fresh = Task.objects.get(pk=task.pk)
+    assert (fresh.status, fresh.status_reason) == ("pending", "")
+
+    # Stop from the detail page: the same dialog, the reason recorded, the old reason gone.
+    services.task_update(task="c-1", organization_id=acme.pk, actor=actor, status="executing", status_reason="busy")
+    page.goto(f"/tasks/{acme.slug}/c-1/")
+    wait_live(page)
+    page.locator("#panel-status [data-act=stopped]").click()
+    expect(dialog).to_contain_text("Stop this task?")
+    page.screenshot(path=os.path.join(DOCS, "screenshot-confirm.png"))
+    page.keyboard.press("Escape")  # Esc is Back
+    expect(dialog).to_be_hidden()
+    time.sleep(0.5)
+    assert Task.objects.get(pk=task.pk).status == "executing"
+    page.locator("#panel-status [data-act=stopped]").click()
+    page.fill("#confirm-act-reason", "customer called")
+    page.locator("#confirm-act-ok").click()
+    expect(page.locator("#panel-status .reason")).to_contain_text("customer called")
+    fresh = Task.objects.get(pk=task.pk)
+    assert (fresh.status, fresh.status_reason, fresh.is_manually_stopped) == ("stopped", "customer called", True)
+
+    page.locator("#panel-status [data-act=retry]").click()
+    page.fill("#confirm-act-reason", "second try")
+    page.locator("#confirm-act-ok").click()
+    expect(page.locator("#panel-status .badge-pending")).to_be_visible()
+    fresh = Task.objects.get(pk=task.pk)
+    assert (fresh.status, fresh.status_reason) == ("pending", "second try")
