@@ -197,7 +197,14 @@
   };
 
   initialEventId();
-  setState("connecting");
+  if (document.querySelector("[ws-connect]")) {
+    setState("connecting");
+  } else {
+    // A page without live updates (no organization, a choice of tasks): no indicator to watch.
+    document.documentElement.dataset.ws = "none";
+    var indicator = document.getElementById("live-indicator");
+    if (indicator) indicator.hidden = true;
+  }
   // htmx and the extension load with `defer` before this file; the socket opens when htmx
   // processes the page (DOMContentLoaded), after this factory is in place.
   installSocketFactory();

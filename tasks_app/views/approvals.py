@@ -12,6 +12,7 @@ from .. import selectors, services
 from ..live.presenters import replay_context
 from ..models import Face
 from ..services.validation import JsonRefused, parse_json
+from .tasks import no_organizations
 
 INBOX = "approvals/inbox.html"
 PANEL = "approvals/decision_panel.html"
@@ -26,6 +27,8 @@ def inbox(request):
     # viewer's own organizations keeps the inbox honest without a worker (one indexed query when
     # nothing is due) and never touches another organization's requests.
     org_ids = selectors.organization_ids_for(request.user)
+    if not org_ids:
+        return no_organizations(request)
     services.hitl_expire_due(organization_ids=org_ids)
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
     replay = replay_context(org_ids)

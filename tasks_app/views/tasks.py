@@ -139,6 +139,8 @@ def _sort_headers(sort: str) -> list[dict]:
 def task_list(request: HttpRequest) -> HttpResponse:
     """Tasks of the user's organizations: filters, sort, keyset pages, status counts."""
     org_ids = selectors.organization_ids_for(request.user)
+    if not org_ids:
+        return no_organizations(request)
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
     replay = replay_context(org_ids)
     filters, errors = filters_from_query(request.GET)
@@ -174,6 +176,12 @@ def task_list(request: HttpRequest) -> HttpResponse:
     response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
     return response
+
+
+def no_organizations(request: HttpRequest) -> HttpResponse:
+    """A signed-in person with no organization: what the desk shows and where to go instead (no socket)."""
+    nav = "tasks" if request.resolver_match and request.resolver_match.url_name == "task_list" else ""
+    return render(request, "tasks/no_organizations.html", {"nav": nav})
 
 
 # --- Detail -------------------------------------------------------------------------------

@@ -178,3 +178,59 @@ def test_cancel_from_a_row_and_stop_and_retry_from_the_page_confirm_and_record_t
     expect(page.locator("#panel-status .badge-pending")).to_be_visible()
     fresh = Task.objects.get(pk=task.pk)
     assert (fresh.status, fresh.status_reason) == ("pending", "second try")
+
+
+# --- Who lands where --------------------------------------------------------------------------
+
+
+def test_the_superuser_without_memberships_lands_on_every_organizations_desk(
+    new_session, django_user_model, acme, globex, alice, charlie
+):
+    django_user_model.objects.create_superuser(username="admin", password="taskdesk", email="admin@example.com")
+    actor = services.Actor.system("agent")
+    services.task_create(organization=acme, actor=actor, id="acme-1", title="Acme refund")
+    services.task_create(organization=globex, actor=actor, id="globex-1", title="Globex invoice")
+    _paused(globex, "globex-2", question="Ship the order?")
+    page = new_session("admin")
+    page.goto("/tasks/")
+    wait_live(page)
+    expect(page.locator("#live-indicator")).to_have_text("live")
+    expect(page.locator("#task-rows")).to_contain_text("Acme refund")
+    expect(page.locator("#task-rows")).to_contain_text("Globex invoice")
+    expect(page.locator(".topbar a[href='/admin/']")).to_have_text("Admin")
+    expect(page.locator(".topbar a[href='/api/docs']")).to_have_text("API docs")
+    page.screenshot(path=os.path.join(DOCS, "screenshot.png"))
+    page.locator(".topbar a", has_text="Approvals").click()
+    expect(page.locator("#hitl-list")).to_contain_text("Ship the order?")
+    wait_live(page)
+    page.goto(f"/tasks/{globex.slug}/globex-1/")
+    expect(page.locator("#task-header")).to_contain_text("Globex invoice")
+    wait_live(page)
+
+
+def test_someone_without_an_organization_gets_an_explanation_and_no_socket(new_session, django_user_model, acme):
+    django_user_model.objects.create_user(username="dora", password="taskdesk", is_staff=True)
+    sockets = []
+    page = new_session("dora")
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    for path in ("/tasks/", "/approvals/"):
+        page.goto(path)
+        expect(page.locator("h1")).to_have_text("You are not a member of any organization yet")
+        expect(page.locator("main")).to_contain_text("organizations you are a member of")
+        expect(page.locator("main a[href='/admin/']")).to_be_visible()
+        page.wait_for_function("document.documentElement.dataset.ws === 'none'")
+        expect(page.locator("#live-indicator")).to_have_count(0)
+        expect(page.locator("body")).not_to_contain_text("reconnecting")
+    page.screenshot(path=os.path.join(DOCS, "screenshot-no-organization.png"))
+    # Not staff: no admin link, the API docs still linked.
+    page = new_session_plain(new_session, django_user_model)
+    expect(page.locator(".topbar a[href='/admin/']")).to_have_count(0)
+    expect(page.locator(".topbar a[href='/api/docs']")).to_be_visible()
+    assert sockets == []
+
+
+def new_session_plain(new_session, django_user_model):
+    django_user_model.objects.create_user(username="eve", password="taskdesk")
+    page = new_session("eve")
+    page.goto("/tasks/")
+    return page
