@@ -38,7 +38,7 @@ def test_it_renders_the_full_page(signed_in, acme, system_actor):
     html = response.content.decode()
     assert response.status_code == 200
     assert "<html" in html and 'id="task-table"' in html and 'id="status-counts"' in html
-    assert 'hx-ext="ws"' in html and 'ws-connect="/ws/tasks/?after=' in html
+    assert 'hx-ext="ws,live-targets"' in html and 'ws-connect="/ws/tasks/?after=' in html
     assert "vendor/htmx-2.0.11.min.js" in html and "vendor/htmx-ext-ws-2.0.4.js" in html
     assert "js/taskdesk.js" in html and "js/live.js" in html and 'id="live-indicator"' in html
     assert "x-csrftoken" in html
@@ -146,6 +146,9 @@ def test_the_filter_form_reflects_the_url(signed_in, acme, system_actor):
     assert 'value="hello"' in html
     assert 'value="yes" selected' in html
     assert 'data-filter-statuses="failed"' in html and 'data-filtered="1"' in html
+    assert 'data-plural="statuses">Failed</span>' in html  # the status filter names what it applies
+    html = signed_in.get(URL + "?status=failed&status=error").content.decode()
+    assert 'data-plural="statuses">2 statuses</span>' in html
 
 
 def test_bad_filters_and_cursors_get_a_message_not_a_500(signed_in, acme, system_actor):

@@ -111,6 +111,41 @@
     return Math.min(5000, 500 * Math.pow(2, retries)) * (0.5 + Math.random() / 2);
   }
 
+  // --- frames about elements this page does not show ------------------------------------
+  // A frame carries every fragment its event touches (a row, a panel, a card); the page may not
+  // show some of them (a row on another page or outside the filter). htmx would log an
+  // htmx:oobErrorNoTarget error for each; the "live-targets" extension (on #live, beside "ws")
+  // drops those fragments before htmx swaps the frame.
+  function oobTarget(node) {
+    var spec = node.getAttribute("hx-swap-oob") || "true";
+    var colon = spec.indexOf(":");
+    if (colon < 0) return node.id ? document.getElementById(node.id) : null;
+    try {
+      return document.querySelector(spec.slice(colon + 1));
+    } catch (e) {
+      return true; // not ours to judge: let htmx say what is wrong with it
+    }
+  }
+
+  function installTargetFilter() {
+    if (!window.htmx) return;
+    htmx.defineExtension("live-targets", {
+      transformResponse: function (text, xhr) {
+        if (xhr) return text; // ordinary responses target what the request named
+        var template = document.createElement("template");
+        template.innerHTML = text;
+        var dropped = false;
+        Array.prototype.slice.call(template.content.children).forEach(function (node) {
+          if (!oobTarget(node)) {
+            node.remove();
+            dropped = true;
+          }
+        });
+        return dropped ? template.innerHTML : text;
+      },
+    });
+  }
+
   function installSocketFactory() {
     if (!window.htmx) return;
     htmx.config.wsReconnectDelay = reconnectDelay;
@@ -208,4 +243,5 @@
   // htmx and the extension load with `defer` before this file; the socket opens when htmx
   // processes the page (DOMContentLoaded), after this factory is in place.
   installSocketFactory();
+  installTargetFilter();
 })();

@@ -176,6 +176,75 @@
     input.focus();
   });
 
+  // --- Relative times tick ------------------------------------------------------------------
+  // <time data-relative> reads "just now", "3 min ago"… (taskdesk.relative_time); with
+  // data-relative="age", "< 1 min", "3 min"… (taskdesk.age). Counted from the server's clock.
+  var serverMeta = document.querySelector("meta[name=server-now]");
+  var skew = serverMeta ? (Date.parse(serverMeta.content) - Date.now()) || 0 : 0;
+
+  function relativeText(seconds, when) {
+    var future = seconds < 0;
+    seconds = Math.abs(seconds);
+    if (seconds < 45) return future ? "in a moment" : "just now";
+    var steps = [[3600, 60, "min"], [86400, 3600, "h"], [86400 * 30, 86400, "d"]];
+    for (var i = 0; i < steps.length; i++) {
+      if (seconds < steps[i][0]) {
+        var amount = Math.round(seconds / steps[i][1]) || 1;
+        return future ? "in " + amount + " " + steps[i][2] : amount + " " + steps[i][2] + " ago";
+      }
+    }
+    return new Date(when).toISOString().slice(0, 10);
+  }
+
+  function ageText(seconds) {
+    seconds = Math.max(0, seconds);
+    if (seconds < 60) return "< 1 min";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + " h";
+    return Math.floor(seconds / 86400) + " d";
+  }
+
+  function tickTimes() {
+    var now = Date.now() + skew;
+    document.querySelectorAll("time[data-relative]").forEach(function (el) {
+      var when = Date.parse(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      var seconds = (now - when) / 1000;
+      var text = el.dataset.relative === "age" ? (el.dataset.prefix || "") + ageText(seconds) : relativeText(seconds, when);
+      if (el.textContent !== text) el.textContent = text;
+    });
+  }
+  setInterval(tickTimes, 15000);
+  document.addEventListener("htmx:afterSettle", tickTimes);
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) tickTimes(); });
+
+  // --- Filter dropdowns: say what is applied, close on an outside click or Esc --------------
+  function dropdownLabel(details) {
+    var target = details.querySelector("[data-dropdown-label]");
+    if (!target) return;
+    var checked = Array.prototype.slice.call(details.querySelectorAll("input[type=checkbox]:checked"));
+    if (!checked.length) target.textContent = target.dataset.none || "Any";
+    else if (checked.length === 1) target.textContent = checked[0].dataset.label || checked[0].value;
+    else target.textContent = checked.length + " " + (target.dataset.plural || "selected");
+  }
+  document.addEventListener("change", function (evt) {
+    var details = evt.target.closest && evt.target.closest("details.dropdown");
+    if (details) dropdownLabel(details);
+  });
+  document.addEventListener("click", function (evt) {
+    document.querySelectorAll("details.dropdown[open]").forEach(function (details) {
+      if (!details.contains(evt.target)) details.open = false;
+    });
+  });
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key !== "Escape") return;
+    document.querySelectorAll("details.dropdown[open]").forEach(function (details) {
+      details.open = false;
+      var summary = details.querySelector("summary");
+      if (summary && details.contains(document.activeElement)) summary.focus();
+    });
+  });
+
   // --- Errors htmx does not swap ----------------------------------------------------------
   document.addEventListener("htmx:responseError", function (evt) {
     var status = evt.detail.xhr ? evt.detail.xhr.status : 0;
@@ -188,5 +257,8 @@
     toast("Could not reach Taskdesk. Nothing was saved; check the connection and try again.");
   });
 
-  document.addEventListener("DOMContentLoaded", sweepRows);
+  document.addEventListener("DOMContentLoaded", function () {
+    sweepRows();
+    tickTimes();
+  });
 })();

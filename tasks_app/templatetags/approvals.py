@@ -6,7 +6,7 @@ from django import template
 
 from .. import selectors
 from ..models import Membership
-from .taskdesk import task_url
+from .taskdesk import age, task_url
 
 register = template.Library()
 
@@ -20,6 +20,7 @@ def pretty_json(value) -> str:
 
 
 register.filter("task_url", task_url)
+register.filter("age", age)
 
 
 @register.simple_tag(takes_context=True)

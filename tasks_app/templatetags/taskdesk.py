@@ -75,6 +75,20 @@ def relative_time(value: datetime, now: datetime | None = None) -> str:
 
 
 @register.filter
+def age(value: datetime | None, now: datetime | None = None) -> str:
+    """How long something has been waiting: "< 1 min", "3 min", "2 h", "4 d" (static/js/taskdesk.js ticks it)."""
+    if not value:
+        return ""
+    seconds = max(0.0, ((now or timezone.now()) - value).total_seconds())
+    if seconds < 60:
+        return "< 1 min"
+    for limit, size, unit in ((3600, 60, "min"), (86400, 3600, "h")):
+        if seconds < limit:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds // 86400)} d"
+
+
+@register.filter
 def exact_time(value: datetime | None) -> str:
     if not value:
         return ""

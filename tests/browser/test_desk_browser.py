@@ -4,6 +4,7 @@ lands where; the live list's small promises (ticking times, filter label, sticky
 console errors for rows not on the page)."""
 
 import os
+import re
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from playwright.sync_api import expect
 
 from tasks_app import services
 from tasks_app.models import HitlRequest, Task
-from tests.browser.conftest import wait_live
+from tests.browser.conftest import change_from_another_process, wait_live
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,3 +235,59 @@ def new_session_plain(new_session, django_user_model):
     page = new_session("eve")
     page.goto("/tasks/")
     return page
+
+
+# --- The live list ----------------------------------------------------------------------------
+
+
+def test_the_live_list_ticks_sticks_its_header_names_its_filter_and_logs_no_errors(new_session, acme, alice):
+    actor = services.Actor.system("agent")
+    tasks = [
+        services.task_create(organization=acme, actor=actor, id=f"l-{n:02d}", title=f"Task {n}")[0] for n in range(60)
+    ]
+    page = new_session("alice")
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.clock.install()
+    page.goto("/tasks/")
+    wait_live(page)
+    newest = page.locator(f'[id="task-{tasks[-1].pk}"] .col-updated time')
+    expect(newest).to_have_text("just now")
+
+    # A pushed event about a row on the next page: nothing to swap, and nothing in the console.
+    before = page.evaluate("taskdeskLive.lastEventId()")
+    assert page.locator(f'[id="task-{tasks[0].pk}"]').count() == 0
+    change_from_another_process(tasks[0], title="Renamed off-page")
+    page.wait_for_function(f"taskdeskLive.lastEventId() > {before}")
+    page.wait_for_timeout(300)
+    assert page.locator(f'[id="task-{tasks[0].pk}"]').count() == 0
+    assert not [text for text in errors if "oobErrorNoTarget" in text or "htmx" in text], errors
+
+    # Relative times tick without a reload.
+    page.clock.fast_forward(130_000)
+    expect(newest).to_have_text(re.compile(r"^2 min ago$"))
+
+    # The header sticks under the top bar while the rows scroll.
+    page.mouse.wheel(0, 1500)
+    page.wait_for_function("window.scrollY > 1000")
+    header = page.locator("table.tasks thead th.col-title").bounding_box()
+    topbar = page.locator("header.topbar").bounding_box()
+    assert abs(header["y"] - (topbar["y"] + topbar["height"])) < 2, (header, topbar)
+    page.screenshot(path=os.path.join(DOCS, "screenshot-sticky-header.png"))
+    page.evaluate("window.scrollTo(0, 0)")
+
+    # The status filter says what it applies and closes on an outside click.
+    summary = page.locator(".filter-status summary")
+    expect(summary).to_have_text(re.compile(r"Any status"))
+    summary.click()
+    page.locator(".filter-status input[value=pending]").check()
+    expect(summary).to_contain_text("Pending")
+    page.locator(".filter-status input[value=executing]").check()
+    expect(summary).to_contain_text("2 statuses")
+    expect(page.locator(".filter-status details")).to_have_attribute("open", "")
+    page.locator("h1").click()
+    expect(page.locator(".filter-status details")).not_to_have_attribute("open", "")
+    page.wait_for_url(re.compile(r"status=pending&status=executing"))
+    page.reload()
+    expect(summary).to_contain_text("2 statuses")
+    assert not [text for text in errors if "htmx" in text], errors
