@@ -412,3 +412,14 @@ def test_the_inbox_top_bar_names_the_role(client, bob):
     response = client.get("/approvals/")
     assert response.status_code == 200
     assert "· Viewer</span>" in response.content.decode()
+
+
+def test_the_inbox_says_how_long_a_request_waits_in_ticking_units(client, alice, acme):
+    actor = services.Actor.system("agent")
+    services.task_create(organization=acme, actor=actor, id="age-1")
+    services.task_update(task="age-1", organization_id=acme.pk, actor=actor, status="executing")
+    services.hitl_request(task="age-1", organization_id=acme.pk, actor=actor, question="Go?")
+    client.force_login(alice)
+    html = client.get("/approvals/").content.decode()
+    assert 'data-relative="age" data-prefix="waiting ">waiting &lt; 1 min</time>' in html
+    assert "0 minutes" not in html

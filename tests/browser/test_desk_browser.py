@@ -19,6 +19,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
 
 
+def screenshot(page, name: str) -> None:
+    """Refreshes docs/<name> when TASKDESK_SCREENSHOTS=1 (a test run leaves docs/ alone otherwise)."""
+    if os.environ.get("TASKDESK_SCREENSHOTS") == "1":
+        page.screenshot(path=os.path.join(DOCS, name))
+
+
 def _paused(org, task_id, question="Refund the customer 345 EUR?"):
     actor = services.Actor.system("agent")
     services.task_create(
@@ -73,7 +79,7 @@ def test_keys_act_only_on_a_selected_request_and_undo_really_prevents_the_decisi
     page.keyboard.press("a")
     expect(page.locator(".undo-entry")).to_contain_text("Approving “Refund order r-1” in")
     expect(card).to_have_attribute("data-queued", "approve")
-    page.screenshot(path=os.path.join(DOCS, "screenshot-approvals.png"))
+    screenshot(page, "screenshot-approvals.png")
     page.locator(".undo-entry .undo-button").click()
     expect(page.locator(".undo-entry")).to_have_count(0)
     expect(page.locator("#toast")).to_contain_text("was not approved")
@@ -113,6 +119,25 @@ def test_a_decision_still_counting_down_is_sent_when_the_page_is_left(new_sessio
     expect(page.locator(".undo-entry")).to_have_count(1)
     page.goto("/tasks/")  # leaves before the countdown ends
     assert _wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved")
+
+
+def test_the_task_pages_decision_panel_counts_down_with_an_undo_too(new_session, acme, alice):
+    hitl = _paused(acme, "d-1")
+    page = new_session("alice")
+    page.goto(f"/tasks/{acme.slug}/d-1/")
+    wait_live(page)
+    page.locator("#panel-hitl [data-reject]").click()  # no reason: refused at once, in place
+    expect(page.locator("#panel-hitl .field-error")).to_contain_text("reason")
+    assert page.evaluate("taskdeskDecisions.pending()") == 0
+    page.locator("#panel-hitl [data-reason-input]").fill("too much")
+    page.locator("#panel-hitl [data-reject]").click()
+    expect(page.locator(".undo-entry")).to_contain_text("Rejecting")
+    page.locator(".undo-entry .undo-button").click()
+    time.sleep(6)
+    assert _pending(hitl)
+    page.locator("#panel-hitl [data-approve]").click()
+    expect(page.locator(".undo-entry")).to_contain_text("Approving")
+    assert _wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved", timeout=12)
 
 
 # --- Safety: stop, cancel, retry --------------------------------------------------------------
@@ -159,9 +184,10 @@ def test_cancel_from_a_row_and_stop_and_retry_from_the_page_confirm_and_record_t
     services.task_update(task="c-1", organization_id=acme.pk, actor=actor, status="executing", status_reason="busy")
     page.goto(f"/tasks/{acme.slug}/c-1/")
     wait_live(page)
+    screenshot(page, "screenshot-detail.png")
     page.locator("#panel-status [data-act=stopped]").click()
     expect(dialog).to_contain_text("Stop this task?")
-    page.screenshot(path=os.path.join(DOCS, "screenshot-confirm.png"))
+    screenshot(page, "screenshot-confirm.png")
     page.keyboard.press("Escape")  # Esc is Back
     expect(dialog).to_be_hidden()
     time.sleep(0.5)
@@ -200,7 +226,7 @@ def test_the_superuser_without_memberships_lands_on_every_organizations_desk(
     expect(page.locator("#task-rows")).to_contain_text("Globex invoice")
     expect(page.locator(".topbar a[href='/admin/']")).to_have_text("Admin")
     expect(page.locator(".topbar a[href='/api/docs']")).to_have_text("API docs")
-    page.screenshot(path=os.path.join(DOCS, "screenshot.png"))
+    screenshot(page, "screenshot.png")
     page.locator(".topbar a", has_text="Approvals").click()
     expect(page.locator("#hitl-list")).to_contain_text("Ship the order?")
     wait_live(page)
@@ -222,7 +248,7 @@ def test_someone_without_an_organization_gets_an_explanation_and_no_socket(new_s
         page.wait_for_function("document.documentElement.dataset.ws === 'none'")
         expect(page.locator("#live-indicator")).to_have_count(0)
         expect(page.locator("body")).not_to_contain_text("reconnecting")
-    page.screenshot(path=os.path.join(DOCS, "screenshot-no-organization.png"))
+    screenshot(page, "screenshot-no-organization.png")
     # Not staff: no admin link, the API docs still linked.
     page = new_session_plain(new_session, django_user_model)
     expect(page.locator(".topbar a[href='/admin/']")).to_have_count(0)
@@ -273,7 +299,7 @@ def test_the_live_list_ticks_sticks_its_header_names_its_filter_and_logs_no_erro
     header = page.locator("table.tasks thead th.col-title").bounding_box()
     topbar = page.locator("header.topbar").bounding_box()
     assert abs(header["y"] - (topbar["y"] + topbar["height"])) < 2, (header, topbar)
-    page.screenshot(path=os.path.join(DOCS, "screenshot-sticky-header.png"))
+    screenshot(page, "screenshot-sticky-header.png")
     page.evaluate("window.scrollTo(0, 0)")
 
     # The status filter says what it applies and closes on an outside click.
