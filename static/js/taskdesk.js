@@ -166,9 +166,20 @@
     document.getElementById("confirm-act-ok").textContent = source.dataset.confirmButton || "Confirm";
     input.value = reasonField ? reasonField.value : "";
     dialog.returnValue = "";
+    // While the question is open a pushed change must not swap the form away: held like a form
+    // being typed into, it is sent with the version it was rendered at (a stale one shows the conflict).
+    var wasDirty = form.dataset.dirty === "1";
+    form.dataset.dirty = "1";
     dialog.addEventListener("close", function closed() {
       dialog.removeEventListener("close", closed);
-      if (dialog.returnValue !== "confirm" || !document.contains(form)) return;
+      if (dialog.returnValue !== "confirm") {
+        if (!wasDirty) delete form.dataset.dirty;
+        return;
+      }
+      if (!document.contains(form)) {
+        toast("The task changed while you were deciding; nothing was sent. Check it and try again.");
+        return;
+      }
       if (reasonField) reasonField.value = input.value.trim();
       evt.detail.issueRequest(true);
     });
