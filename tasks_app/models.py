@@ -103,6 +103,25 @@ class Agent(models.Model):
         return self.name
 
 
+class Worker(models.Model):
+    """A worker process that pulls tasks from a queue (ClaudeBench's registered instance)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="workers")
+    # The id the worker registers with (ClaudeBench's `workerId` / instance id).
+    name = models.CharField(max_length=200)
+    roles = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    registered_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="worker_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Task(models.Model):
     # Internal row id: foreign keys, socket groups and keyset tie-breaks. Never shown to agents.
     id = models.BigAutoField(primary_key=True)
@@ -112,6 +131,10 @@ class Task(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="tasks")
     agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="sub_tasks")
+    # The worker that claimed the task from its queue (JSON-RPC `assignedTo`).
+    assigned_worker = models.ForeignKey(
+        Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_tasks"
+    )
 
     # Identity and origin.
     name = models.CharField(max_length=200, null=True, blank=True)  # Agentex's unique name
@@ -139,6 +162,9 @@ class Task(models.Model):
     status_reason = models.TextField(blank=True, default="")
     internal_status = models.CharField(max_length=100, blank=True, default="")
     priority = models.PositiveSmallIntegerField(default=50)
+    # The work queue a pending task waits on ("" is the general queue native claims take; the
+    # JSON-RPC face keeps its own, so its workers never pick up another face's tasks).
+    queue = models.CharField(max_length=50, blank=True, default="")
     last_executed_node_id = models.CharField(max_length=200, blank=True, default="")
     is_manually_stopped = models.BooleanField(default=False)
     is_orchestration = models.BooleanField(default=False)
@@ -190,9 +216,9 @@ class Task(models.Model):
             models.Index(fields=["organization", "agent", "-created_at", "-id"], name="task_org_agent"),
             models.Index(fields=["organization", "source", "-created_at", "-id"], name="task_org_source"),
             models.Index(fields=["organization", "-updated_at", "-id"], name="task_org_updated"),
-            # claim(): highest priority, then oldest, among pending tasks.
+            # claim(): highest priority, then oldest, among a queue's pending tasks.
             models.Index(
-                fields=["organization", "-priority", "created_at", "id"],
+                fields=["organization", "queue", "-priority", "created_at", "id"],
                 condition=Q(status="pending", deleted_at__isnull=True),
                 name="task_claim_queue",
             ),
@@ -212,6 +238,13 @@ class Task(models.Model):
         if "_parent_public_id" in self.__dict__:
             return self.__dict__["_parent_public_id"]
         return self.parent.public_id if self.parent_id else None
+
+    @property
+    def assigned_worker_name(self) -> str | None:
+        # A task rebuilt from an event snapshot carries its worker's name, not the worker row.
+        if "_assigned_worker_name" in self.__dict__:
+            return self.__dict__["_assigned_worker_name"]
+        return self.assigned_worker.name if self.assigned_worker_id else None
 
     @property
     def total_tokens(self) -> int:
@@ -348,6 +381,9 @@ class Face(models.TextChoices):
 class EventType(models.TextChoices):
     CREATED = "task.created", "Created"
     UPDATED = "task.updated", "Updated"
+    # A worker took the task from its queue / reported it done (JSON-RPC task.claim, task.complete).
+    CLAIMED = "task.claimed", "Claimed"
+    COMPLETED = "task.completed", "Completed"
     ACTIVITY = "task.activity", "Activity"
     HITL_REQUESTED = "task.hitl_requested", "HITL requested"
     HITL_DECIDED = "task.hitl_decided", "HITL decided"

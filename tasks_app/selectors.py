@@ -67,7 +67,7 @@ def get_task_for_user(user, org_slug: str, task_id: str) -> Task:
         raise Http404("No such task.")
     task = (
         tasks_for_user(user)
-        .select_related("organization", "agent", "parent", "parent__organization")
+        .select_related("organization", "agent", "parent", "parent__organization", "assigned_worker")
         .filter(organization__slug=org_slug, public_id=task_id)
         .first()
     )
@@ -447,7 +447,7 @@ def activity_page(
 def task_for_fragment(task_pk: int) -> Task | None:
     """A task as the list row and detail panels show it (deleted ones too: their row is marked)."""
     return (
-        Task.objects.select_related("organization", "agent", "parent", "parent__organization")
+        Task.objects.select_related("organization", "agent", "parent", "parent__organization", "assigned_worker")
         .annotate(has_pending_hitl=pending_hitl_exists())
         .filter(pk=task_pk)
         .first()

@@ -9,7 +9,8 @@ Per organization, four agents work the way real teams would run them:
 - an **Agentex agent** (Bearer): creates tasks with the agent's JSON-RPC `task/create` (they start
   RUNNING), reports progress with `PUT /agentex/tasks/<id>` (`merge_params`, `task_metadata`) and
   ends them with `POST /agentex/tasks/<id>/complete|fail|timeout` or the agent's `task/cancel`.
-- a **JSON-RPC queue worker** (`POST /rpc`): `task.create` feeds the queue, `task.claim` takes the
+- a **JSON-RPC queue worker** (`POST /rpc`, a ClaudeBench worker): registers and heartbeats
+  (`system.register`, `system.heartbeat`), `task.create` feeds the queue, `task.claim` takes the
   next task, `task.update` reports progress metadata (kept under the seed's 20 per minute) and
   `task.complete` (or `task.update` to failed) ends it.
 - a **native REST worker** (`/api/v1/`): files work and sub-tasks, claims, appends activity (a tool
@@ -405,6 +406,19 @@ class JsonRpcWorker(QueueMixin, Agent):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.updates: deque[float] = deque()
+        self.worker_id = f"{self.name}-{self.hex()[:8]}"
+        self.beat_at: float | None = None
+
+    def keep_registered(self) -> None:
+        """ClaudeBench workers register once, then heartbeat well inside the 30 s TTL."""
+        now = time.monotonic()
+        if self.beat_at is not None and now - self.beat_at < 10:
+            return
+        beat = {"instanceId": self.worker_id}
+        alive = self.beat_at is not None and self.rpc("system.heartbeat", beat, write=False)["alive"]
+        if not alive:
+            self.rpc("system.register", {"id": self.worker_id, "roles": ["worker"]}, write=False)
+        self.beat_at = now
 
     def act(self) -> None:
         job = self.pick()
@@ -437,10 +451,12 @@ class JsonRpcWorker(QueueMixin, Agent):
     def take_work(self) -> None:
         if self.queue_short() and self.rng.random() < 0.5:
             return self.produce()
-        task = self.rpc("task.claim", {})
-        if task is None:
+        self.keep_registered()
+        claim = self.rpc("task.claim", {"workerId": self.worker_id})
+        if not claim["claimed"]:
             self.queue_length = 0
             return self.produce()
+        task = claim["task"]
         self.new_job(task["id"], task["text"])
         self.changed(f"claimed {task['id']}")
 
@@ -465,7 +481,8 @@ class JsonRpcWorker(QueueMixin, Agent):
             self.update(job, {"status": "failed", "metadata": {"error": "Downstream service unavailable"}})
             status = "failed"
         else:
-            self.rpc("task.complete", {"id": job.id, "result": {"answer": f"Done: {job.title}", "ok": True}})
+            result = {"answer": f"Done: {job.title}", "ok": True}
+            self.rpc("task.complete", {"taskId": job.id, "workerId": self.worker_id, "result": result})
             status = "completed"
         self.jobs.remove(job)
         self.changed(f"{status} {job.id}")

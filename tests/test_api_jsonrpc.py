@@ -120,25 +120,38 @@ def test_the_emitted_event_has_the_seed_shape(client, auth, seed_task):
 
 
 def test_create_claim_complete_and_list(client, auth, acme):
+    assert rpc(client, call("system.register", {"id": "w1", "roles": ["worker"]}), **auth).json()["result"] == {
+        "registered": True
+    }
     low = rpc(client, call("task.create", {"text": "low", "priority": 10}), **auth).json()["result"]
     high = rpc(client, call("task.create", {"text": "high", "priority": 90, "id": "q-high"}), **auth).json()["result"]
     assert high["id"] == "q-high" and high["status"] == "pending" and low["priority"] == 10
 
-    claimed = rpc(client, call("task.claim"), **auth).json()["result"]
-    assert claimed["id"] == "q-high" and claimed["status"] == "in_progress"
-    assert rpc(client, call("task.claim", {}), **auth).json()["result"]["id"] == low["id"]
-    assert rpc(client, call("task.claim"), **auth).json() == {"jsonrpc": "2.0", "result": None, "id": "1"}
+    claimed = rpc(client, call("task.claim", {"workerId": "w1"}), **auth).json()["result"]
+    assert claimed["claimed"] is True and claimed["taskId"] == "q-high"
+    assert claimed["task"]["status"] == "in_progress" and claimed["task"]["assignedTo"] == "w1"
+    second = rpc(client, call("task.claim", {"workerId": "w1", "maxTasks": 1}), **auth).json()["result"]
+    assert second["taskId"] == low["id"]
+    assert rpc(client, call("task.claim", {"workerId": "w1"}), **auth).json() == {
+        "jsonrpc": "2.0",
+        "result": {"claimed": False},
+        "id": "1",
+    }
 
     done = rpc(client, call("task.complete", {"id": "q-high", "result": {"rows": 3}}), **auth).json()["result"]
-    assert done["status"] == "completed"
+    assert list(done) == ["id", "status", "completedAt"] and done["status"] == "completed"
+    assert ISO_Z.match(done["completedAt"])
     assert Task.objects.get(organization=acme, public_id="q-high").result == '{"rows": 3}'
 
     listed = rpc(client, call("task.list", {"status": "completed"}), **auth).json()["result"]
     assert [t["id"] for t in listed["tasks"]] == ["q-high"] and listed["nextCursor"] is None
+    assert listed["tasks"][0]["result"] == {"rows": 3} and listed["totalCount"] == 1 and listed["hasMore"] is False
     page = rpc(client, call("task.list", {"limit": 1}), **auth).json()["result"]
-    assert len(page["tasks"]) == 1 and page["nextCursor"]
+    assert len(page["tasks"]) == 1 and page["nextCursor"] and page["hasMore"] and page["totalCount"] == 2
     rest = rpc(client, call("task.list", {"limit": 1, "cursor": page["nextCursor"]}), **auth).json()["result"]
     assert rest["tasks"][0]["id"] != page["tasks"][0]["id"]
+    by_offset = rpc(client, call("task.list", {"limit": 1, "offset": 1}), **auth).json()["result"]
+    assert by_offset["tasks"][0]["id"] == rest["tasks"][0]["id"] and by_offset["hasMore"] is False
 
 
 def test_complete_of_a_finished_task_is_invalid_params_with_data(client, auth, seed_task):
@@ -162,7 +175,7 @@ def test_it_requires_a_token(client, seed_task):
 
 def test_parse_error(client, auth):
     response = rpc(client, '{"jsonrpc": "2.0", "method": "task.list", "params": "bar", "baz]', **auth)
-    assert response.status_code == 400
+    assert response.status_code == 200  # like upstream: protocol errors come in a 200
     assert response.json() == {"jsonrpc": "2.0", "error": {"code": -32700, "message": "Parse error"}, "id": None}
 
 
@@ -174,13 +187,14 @@ def test_parse_error(client, auth):
         {"method": "task.list", "id": 1},
         {"jsonrpc": "2.0", "method": "task.list", "id": {"x": 1}},
         {"jsonrpc": "2.0", "method": "task.list", "id": 1, "extra": True},
+        {"jsonrpc": "2.0", "method": "task.list", "id": 1, "metadata": "session-1"},
         "1",
         [],
     ],
 )
 def test_invalid_request(client, auth, body):
     response = rpc(client, body, **auth)
-    assert response.status_code == 400
+    assert response.status_code == 200
     assert response.json()["error"] == {"code": -32600, "message": "Invalid Request"}
 
 
@@ -207,6 +221,15 @@ INVALID_PARAMS = [
     ("task.list", {"limit": 0}, "limit"),
     ("task.list", {"status": "executing"}, "status"),
     ("task.claim", {"agent": 3}, "agent"),
+    ("task.claim", {}, "workerId"),
+    ("task.claim", {"workerId": "w1", "maxTasks": 11}, "maxTasks"),
+    ("task.list", {"orderBy": "title"}, "orderBy"),
+    ("task.list", {"order": "up"}, "order"),
+    ("task.list", {"offset": -1}, "offset"),
+    ("task.list", {"limit": 1001}, "limit"),
+    ("system.register", {"id": "w1"}, "roles"),
+    ("system.register", {"id": "", "roles": []}, "id"),
+    ("system.heartbeat", {}, "instanceId"),
     ("task.complete", {}, "id"),
     ("task.update", {"id": "t-1234567890", "updates": {"metadata": {"n": "\x00"}}}, "updates.metadata.n"),
 ]
@@ -284,3 +307,99 @@ def test_cross_organization_task_is_not_found(client, seed_task, globex):
     response = rpc(client, SEED_REQUEST, HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.json()["error"]["message"] == "Task not found: t-1234567890"
     assert Task.objects.get(pk=seed_task.pk).status == "pending"
+
+
+# --- Workers (ClaudeBench's system.register / heartbeat, task.claim / complete) -------------
+
+
+def register(client, auth, worker="w1"):
+    body = rpc(client, call("system.register", {"id": worker, "roles": ["worker"]}), **auth).json()
+    assert body["result"] == {"registered": True}
+
+
+def test_a_worker_must_register_and_stay_alive_to_claim(client, auth, acme):
+    from datetime import timedelta
+
+    from tasks_app.models import Worker
+
+    rpc(client, call("task.create", {"text": "queued"}), **auth)
+    error = rpc(client, call("task.claim", {"workerId": "w1"}), **auth).json()["error"]
+    assert error["code"] == -32602 and error["message"] == "Worker not registered: w1"
+    assert error["data"]["validation"] == "Worker must be registered and active"
+    assert rpc(client, call("system.heartbeat", {"instanceId": "w1"}), **auth).json()["result"] == {"alive": False}
+
+    register(client, auth)
+    assert rpc(client, call("system.heartbeat", {"instanceId": "w1"}), **auth).json()["result"] == {"alive": True}
+    worker = Worker.objects.get(organization=acme, name="w1")
+    assert worker.roles == ["worker"]
+    # Past the 30 s TTL without a heartbeat the registration lapses, as upstream's key expires.
+    Worker.objects.filter(pk=worker.pk).update(last_heartbeat_at=worker.last_heartbeat_at - timedelta(seconds=31))
+    assert rpc(client, call("system.heartbeat", {"instanceId": "w1"}), **auth).json()["result"] == {"alive": False}
+    assert rpc(client, call("task.claim", {"workerId": "w1"}), **auth).json()["error"]["code"] == -32602
+    assert Task.objects.get(organization=acme, title="queued").status == "pending"
+
+
+def test_claim_takes_only_this_faces_queue_unless_a_task_is_put_on_it(client, auth, acme, system_actor):
+    register(client, auth)
+    other, _ = task_create(organization=acme, actor=system_actor, id="from-xpander", title="other face")
+    assert rpc(client, call("task.claim", {"workerId": "w1"}), **auth).json()["result"] == {"claimed": False}
+    task_update(task=other, actor=system_actor, queue="jsonrpc")  # explicitly queued here
+    claim = rpc(client, call("task.claim", {"workerId": "w1"}), **auth).json()["result"]
+    assert claim["taskId"] == "from-xpander"
+
+
+def test_complete_checks_the_worker_and_refuses_a_second_completion(client, auth, acme):
+    register(client, auth, "w1")
+    register(client, auth, "w2")
+    for text in ("a", "b"):
+        rpc(client, call("task.create", {"text": text, "id": f"t-{text}"}), **auth)
+    error = rpc(client, call("task.complete", {"taskId": "t-a", "result": "x"}), **auth).json()["error"]
+    assert error["code"] == -32602 and error["data"] == {"taskId": "t-a"}  # not assigned yet
+    rpc(client, call("task.claim", {"workerId": "w1"}), **auth)
+    rpc(client, call("task.claim", {"workerId": "w2"}), **auth)
+    task_a = Task.objects.get(organization=acme, public_id="t-a")
+    events_before = TaskEvent.objects.filter(task=task_a).count()
+    wrong = rpc(client, call("task.complete", {"taskId": "t-a", "workerId": "w2", "result": "x"}), **auth).json()
+    assert wrong["error"]["code"] == -32602 and "assigned to another worker" in wrong["error"]["message"]
+    assert TaskEvent.objects.filter(task=task_a).count() == events_before
+
+    done = rpc(client, call("task.complete", {"taskId": "t-a", "workerId": "w1", "result": "ok"}), **auth).json()
+    assert done["result"]["status"] == "completed"
+    again = rpc(client, call("task.complete", {"taskId": "t-a", "workerId": "w1", "result": "ok"}), **auth).json()
+    assert again["error"]["code"] == -32602 and again["error"]["data"]["status"] == "completed"
+    no_result = rpc(client, call("task.complete", {"id": "t-b", "workerId": "w2"}), **auth).json()["result"]
+    assert no_result["status"] == "failed"  # completing without a result marks the task failed
+    assert Task.objects.get(organization=acme, public_id="t-b").status == "failed"
+
+    listed = rpc(client, call("task.list", {"assignedTo": "w1"}), **auth).json()["result"]
+    assert [t["id"] for t in listed["tasks"]] == ["t-a"] and listed["tasks"][0]["assignedTo"] == "w1"
+    ordered = rpc(client, call("task.list", {"orderBy": "assignedTo", "order": "asc"}), **auth).json()["result"]
+    assert [t["assignedTo"] for t in ordered["tasks"]] == ["w1", "w2"]
+
+
+def test_the_metadata_member_is_accepted(client, auth, seed_task):
+    body = json.loads(SEED_REQUEST)
+    body["metadata"] = {"sessionId": "s-1", "correlationId": "c-1", "timestamp": 1758272400000}
+    response = rpc(client, body, **auth)
+    assert response.status_code == 200 and response.json()["result"]["status"] == "in_progress"
+
+
+def test_claim_and_complete_events_have_claudebenchs_shapes(client, auth, acme):
+    register(client, auth)
+    rpc(client, call("task.create", {"text": "work", "id": "t-ev", "priority": 70}), **auth)
+    rpc(client, call("task.claim", {"workerId": "w1"}), **auth)
+    rpc(client, call("task.complete", {"taskId": "t-ev", "workerId": "w1", "result": {"n": 1}}), **auth)
+    created, claimed, completed = [event_message(e) for e in TaskEvent.objects.filter(task__public_id="t-ev")]
+    assert created["type"] == "task.created" and created["metadata"] == {"createdBy": "token:instance-1"}
+    assert created["payload"]["status"] == "pending" and list(created["payload"]) == [
+        "id",
+        "text",
+        "status",
+        "priority",
+        "createdAt",
+    ]
+    assert claimed["type"] == "task.claimed" and claimed["payload"] == {"taskId": "t-ev", "workerId": "w1"}
+    assert ISO_Z.match(claimed["metadata"]["claimedAt"])
+    assert completed["type"] == "task.completed" and completed["metadata"] == {"completedBy": "w1"}
+    assert list(completed["payload"]) == ["id", "status", "duration"]
+    assert completed["payload"]["status"] == "completed" and completed["payload"]["duration"] >= 0

@@ -80,7 +80,7 @@ def test_concurrent_claimers_get_distinct_tasks():
     assert len(set(claimed)) == 100
     assert not Task.objects.filter(status="pending").exists()
     # Each task was claimed by exactly one event.
-    assert TaskEvent.objects.filter(type="task.updated", after__status="executing").count() == 100
+    assert TaskEvent.objects.filter(type="task.claimed", after__status="executing").count() == 100
 
 
 def test_concurrent_mixed_writes_keep_the_status_counts_exact():

@@ -1,45 +1,61 @@
-"""The JSON-RPC 2.0 task queue face (seed 002) at POST /rpc.
+"""The JSON-RPC 2.0 task queue face (seed 002, ClaudeBench's server) at POST /rpc.
 
 Methods (params are objects; unknown keys are invalid params):
+- `system.register` {id, roles, metadata?} -> {registered}: a worker joins (registering is a
+  heartbeat); `system.heartbeat` {instanceId} -> {alive} (false once 30 s passed without one)
+- `task.create` {text, id?, status?, priority?, metadata?} -> task; the task waits on this face's
+  own queue (the same id and body again returns the task; another body under a taken id is
+  invalid params)
+- `task.claim` {workerId, maxTasks? 1-10, agent?} -> {claimed: true, taskId, task: full task} or
+  {claimed: false}: the registered worker takes the highest-priority (then oldest) pending task
+  of this face's queue, now in_progress and assigned to it (one per call, like upstream).
+  Tasks created through other faces wait on other queues unless put on this one (`queue`).
+- `task.complete` {id | taskId, workerId?, result?} -> {id, status, completedAt}: completed with
+  a result, failed without one; the task must be assigned (to `workerId`, when given) and not
+  finished (a second completion is refused). A non-string result is stored as JSON.
 - `task.update` {id, updates: {text 1-500, status pending|in_progress|completed|failed,
   priority 0-100, metadata (merged)}} -> task
-- `task.create` {text, id?, status?, priority?, metadata?} -> task (the same id and body again
-  returns the task; another body under a taken id is invalid params)
-- `task.claim` {agent?} -> the highest-priority (then oldest) pending task, now in_progress; or null
-- `task.complete` {id, result?} -> task (status completed; a non-string result is stored as JSON)
-- `task.list` {status?: name or [names], limit? 1-100 (default 50), cursor?} -> {tasks, nextCursor}
+- `task.list` {status?: name or [names], assignedTo?, priority?, limit? 1-1000 (100),
+  offset?, orderBy? createdAt|updatedAt|priority|status|assignedTo, order? asc|desc, cursor?}
+  -> {tasks: [full task], totalCount, hasMore, nextCursor} (nextCursor continues newest-first
+  pages by keyset)
 
 A task reads `{id, text, status, priority, createdAt, updatedAt}` (text is the task's title,
-timestamps ISO 8601 UTC with a `Z`). Statuses map through `lifecycle.JSONRPC`.
+timestamps ISO 8601 UTC with a `Z`); a full task adds `assignedTo` (the worker), `metadata`,
+`result`, `error`, `completedAt`, `attachmentCount`. Statuses map through `lifecycle.JSONRPC`.
+A request may carry ClaudeBench's top-level `metadata` member ({sessionId, correlationId,
+timestamp}); it is accepted and not stored.
 
 Errors (`{"jsonrpc": "2.0", "error": {code, message, data?}, "id"}`):
 
-| code   | message              | when                                                     | HTTP (single) |
-|--------|----------------------|----------------------------------------------------------|---------------|
-| -32700 | Parse error          | body is not JSON                                         | 400           |
-| -32600 | Invalid Request      | not a request object, empty batch, batch over 100        | 400           |
-| -32600 | Invalid Request      | body over DATA_UPLOAD_MAX_MEMORY_SIZE (`data.reason`)    | 413           |
-| -32601 | Method not found     | unknown method                                           | 200           |
-| -32602 | Invalid params       | bad params (`data.errors`: field -> messages)            | 200           |
-| -32602 | Task not found: <id> | no such task in the token's organization (`data.taskId`) | 200           |
-| -32602 | <why>                | disallowed transition (`data`: taskId, status, allowed)  | 200           |
-| -32602 | <why>                | id taken by another body (`data.taskId`)                 | 200           |
-| -32603 | Internal error       | a bug (logged)                                           | 500           |
-| -32001 | Unauthorized         | missing, unknown or revoked token                        | 401           |
-| -32029 | Rate limit exceeded  | over the token's limit (`data.retryAfter`, Retry-After)  | 429           |
+| code   | message                  | when                                                 | HTTP (single) |
+|--------|--------------------------|------------------------------------------------------|---------------|
+| -32700 | Parse error              | body is not JSON                                     | 200           |
+| -32600 | Invalid Request          | not a request object, empty batch, batch over 100    | 200           |
+| -32600 | Invalid Request          | body over DATA_UPLOAD_MAX_MEMORY_SIZE (`data.reason`)| 413           |
+| -32601 | Method not found         | unknown method                                       | 200           |
+| -32602 | Invalid params           | bad params (`data.errors`: field -> messages)        | 200           |
+| -32602 | Task not found: <id>     | no such task in the token's organization (`data.taskId`) | 200       |
+| -32602 | <why>                    | disallowed transition, second completion (`data`: taskId, status, allowed) | 200 |
+| -32602 | <why>                    | id taken by another body; task not assigned to the worker (`data.taskId`) | 200 |
+| -32602 | Worker not registered: w | claim by a worker that is not registered and alive (`data.validation`) | 200 |
+| -32603 | Internal error           | a bug (logged)                                       | 500           |
+| -32001 | Unauthorized             | missing, unknown or revoked token                    | 401           |
+| -32029 | Rate limit exceeded      | over the token's limit (`data.retryAfter`, Retry-After) | 429        |
 
-Protocol-level refusals (no method could run: parse, invalid request, auth, size, rate limit)
-carry a 4xx HTTP status for a single request; method-level errors come in a 200 like results,
-as JSON-RPC clients expect. In a batch every entry is answered inside one 200 (429 entries
-included, with Retry-After set on the response). Notifications (no `id`) are run but never
-answered; a batch of only notifications is a 204 with no body.
+Like upstream, everything the JSON-RPC layer answers comes in a 200, protocol errors included;
+only refusals before a body is read (auth, size) or that a client must back off from (rate
+limit, with Retry-After) use HTTP statuses. In a batch every entry is answered inside one 200
+(429 entries included, with Retry-After set on the response). Notifications (no `id`) are run
+but never answered; a batch of only notifications is a 204 with no body.
 
 Rate limits are per token and method (`RATE_LIMITS` key `jsonrpc.<method>`; task.update
 defaults to 20/minute as the seed documents). A refused call changes nothing.
 
-Events: `event_message()` renders a TaskEvent in the seed's "Event Emission" shape
-`{type, payload: task, metadata: {updatedBy, changes}, timestamp (ms)}`; stream it with
-GET /api/v1/events?format=jsonrpc.
+Events: `event_message()` renders a TaskEvent in ClaudeBench's shape `{type, payload, metadata,
+timestamp (ms)}`: task.created {createdBy}, task.claimed {taskId, workerId}, task.completed
+{id, status, duration}, task.updated (seed 002) {updatedBy, changes}; the payload is the task as
+it was at that event. Stream it with GET /api/v1/events?format=jsonrpc.
 """
 
 import json
@@ -55,8 +71,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from .. import lifecycle, selectors, services
-from ..models import ApiToken, Face, Task, TaskEvent
-from ..services import Actor, IdTaken, InvalidInput, ServiceError, TaskNotFound, TransitionRefused
+from ..models import ApiToken, EventType, Face, Task, TaskEvent
+from ..services import (
+    Actor,
+    IdTaken,
+    InvalidInput,
+    ServiceError,
+    TaskNotAssigned,
+    TaskNotFound,
+    TransitionRefused,
+    WorkerNotRegistered,
+)
 from ..services.snapshots import task_at
 from ..services.validation import JsonRefused, json_problem_at, parse_json
 from ..views.errors import database_unavailable
@@ -75,6 +100,10 @@ RATE_LIMITED = -32029
 
 MAX_BATCH = 100
 FACE = "jsonrpc"
+# This face's work queue: task.create puts tasks on it, task.claim takes only from it.
+QUEUE = "jsonrpc"
+# ClaudeBench's client sends this member beside the JSON-RPC ones on every call.
+REQUEST_MEMBERS = {"jsonrpc", "method", "params", "id", "metadata"}
 
 # Task fields this face knows, canonical name -> the face's name (also orders `changes`).
 FIELD_NAMES = {"title": "text", "status": "status", "priority": "priority", "metadata": "metadata"}
@@ -108,17 +137,65 @@ def task_result(task: Task) -> dict[str, Any]:
     }
 
 
+def _result_value(raw: str | None) -> Any:
+    # Upstream stores a result that parses as JSON as that JSON; structured results were sent so.
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def task_full(task: Task) -> dict[str, Any]:
+    """The task as task.claim and task.list show it (ClaudeBench's full task)."""
+    failed = lifecycle.JSONRPC.render(task.status) == "failed"
+    return {
+        "id": task.public_id,
+        "text": task.title,
+        "status": lifecycle.JSONRPC.render(task.status),
+        "priority": task.priority,
+        "assignedTo": task.assigned_worker_name,
+        "metadata": task.metadata or None,
+        "result": _result_value(task.result),
+        "error": (task.status_reason or None) if failed else None,
+        "createdAt": _iso(task.created_at),
+        "updatedAt": _iso(task.updated_at),
+        "completedAt": _iso(task.finished_at) if task.finished_at else None,
+        "attachmentCount": 0,
+    }
+
+
 def face_changes(changes: list[str]) -> list[str]:
     """Changed canonical fields as this face names them (fields it has no name for are left out)."""
     return [face_name for name, face_name in FIELD_NAMES.items() if name in changes]
 
 
 def event_message(event: TaskEvent) -> dict[str, Any]:
-    """A TaskEvent in seed 002's event shape; the payload is the task as it was at the event."""
+    """A TaskEvent in ClaudeBench's event shape; the payload is the task as it was at the event.
+
+    task.created carries `createdBy`, task.claimed `{taskId, workerId}`, task.completed
+    `{id, status, duration (ms since creation)}`; every other change is seed 002's task.updated.
+    """
+    task = task_at(event) or event.task
+    if event.type == EventType.CREATED:
+        payload = {key: value for key, value in task_result(task).items() if key != "updatedAt"}
+        metadata: dict[str, Any] = {"createdBy": event.actor_label}
+    elif event.type == EventType.CLAIMED:
+        payload = {"taskId": task.public_id, "workerId": task.assigned_worker_name}
+        metadata = {"claimedAt": _iso(event.created_at)}
+    elif event.type == EventType.COMPLETED:
+        finished = task.finished_at or event.created_at
+        duration = int((finished - task.created_at).total_seconds() * 1000)
+        payload = {"id": task.public_id, "status": lifecycle.JSONRPC.render(task.status), "duration": duration}
+        metadata = {"completedBy": task.assigned_worker_name}
+    else:
+        payload = task_result(task)
+        metadata = {"updatedBy": event.actor_label, "changes": face_changes(list(event.changes))}
     return {
         "type": event.type,
-        "payload": task_result(task_at(event) or event.task),
-        "metadata": {"updatedBy": event.actor_label, "changes": face_changes(list(event.changes))},
+        "payload": payload,
+        "metadata": metadata,
         "timestamp": int(event.created_at.timestamp() * 1000),
     }
 
@@ -232,32 +309,51 @@ def task_create(token: ApiToken, params: Any) -> dict[str, Any]:
     task_id = _check_task_id(p)
     fields = _check_fields(p, p.values)
     p.done()
-    task, _created = services.task_create(organization=token.organization, actor=_actor(token), id=task_id, **fields)
+    task, _created = services.task_create(
+        organization=token.organization, actor=_actor(token), id=task_id, queue=QUEUE, **fields
+    )
     return task_result(task)
 
 
-def task_claim(token: ApiToken, params: Any) -> dict[str, Any] | None:
-    p = _Params(params, {"agent"})
+def task_claim(token: ApiToken, params: Any) -> dict[str, Any]:
+    p = _Params(params, {"workerId", "maxTasks", "agent"}, {"workerId"})
+    worker_id = p.values.get("workerId")
+    if "workerId" in p.values and (not isinstance(worker_id, str) or not 1 <= len(worker_id) <= 200):
+        p.add("workerId", "Must be a worker id of 1 to 200 characters.")
+    max_tasks = p.values.get("maxTasks", 1)
+    if isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or not 1 <= max_tasks <= 10:
+        p.add("maxTasks", "Must be an integer from 1 to 10.")
     agent = p.values.get("agent")
     if agent is not None and (not isinstance(agent, str) or not 1 <= len(agent) <= 200):
         p.add("agent", "Must be an agent name of 1 to 200 characters.")
     p.done()
-    task = services.task_claim(organization=token.organization, actor=_actor(token), agent=agent)
-    return task_result(task) if task is not None else None
+    worker = services.active_worker(organization=token.organization, name=worker_id)
+    # Like upstream, one task per claim whatever maxTasks says; only this face's queue.
+    task = services.task_claim(
+        organization=token.organization, actor=_actor(token), agent=agent, queue=QUEUE, worker=worker
+    )
+    if task is None:
+        return {"claimed": False}
+    return {"claimed": True, "taskId": task.public_id, "task": task_full(task)}
 
 
 def task_complete(token: ApiToken, params: Any) -> dict[str, Any]:
-    p = _Params(params, {"id", "result"}, {"id"})
-    task_id = _check_task_id(p)
+    p = _Params(params, {"id", "taskId", "workerId", "result"})
+    task_id = _check_task_id(p) or _check_task_id(p, "taskId")
+    if "id" not in p.values and "taskId" not in p.values:
+        p.add("id", "Either 'id' or 'taskId' must be provided.")
+    worker_id = p.values.get("workerId")
+    if worker_id is not None and (not isinstance(worker_id, str) or not 1 <= len(worker_id) <= 200):
+        p.add("workerId", "Must be a worker id of 1 to 200 characters.")
     p.done()
-    fields: dict[str, Any] = {"status": lifecycle.Status.COMPLETED}
     result = p.values.get("result")
-    if result is not None:
-        fields["result"] = result if isinstance(result, str) else json.dumps(result)
-    task = services.task_update(
-        task=_find(token, task_id), actor=_actor(token), organization_id=token.organization_id, **fields
+    if result is not None and not isinstance(result, str):
+        result = json.dumps(result)
+    task = services.task_complete(
+        task=task_id, actor=_actor(token), organization_id=token.organization_id, worker=worker_id, result=result
     )
-    return task_result(task)
+    status = lifecycle.JSONRPC.render(task.status)
+    return {"id": task.public_id, "status": status, "completedAt": _iso(task.finished_at)}
 
 
 def _statuses_named(name: str) -> tuple[str, ...]:
@@ -265,8 +361,26 @@ def _statuses_named(name: str) -> tuple[str, ...]:
     return tuple(s for s in lifecycle.STATUSES if lifecycle.JSONRPC.render(s) == name)
 
 
+LIST_ORDER = {
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    "priority": "priority",
+    "status": "status",
+    "assignedTo": "assigned_worker__name",
+}
+
+
+def _int_param(p: _Params, name: str, default: int, low: int, high: int) -> int:
+    value = p.values.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        p.add(name, f"Must be an integer from {low} to {high}.")
+        return default
+    return value
+
+
 def task_list(token: ApiToken, params: Any) -> dict[str, Any]:
-    p = _Params(params, {"status", "limit", "cursor"})
+    allowed = {"status", "assignedTo", "priority", "limit", "offset", "orderBy", "order", "cursor"}
+    p = _Params(params, allowed)
     names = p.values.get("status")
     if isinstance(names, str):
         names = [names]
@@ -276,19 +390,66 @@ def task_list(token: ApiToken, params: Any) -> dict[str, Any]:
             p.add("status", f"Must be one or a list of: {', '.join(lifecycle.JSONRPC.names())}.")
         else:
             statuses = [s for n in names for s in _statuses_named(n)]
-    limit = p.values.get("limit", 50)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 100:
-        p.add("limit", "Must be an integer from 1 to 100.")
+    assigned_to = p.values.get("assignedTo")
+    if assigned_to is not None and not isinstance(assigned_to, str):
+        p.add("assignedTo", "Must be a worker id.")
+    priority = p.values.get("priority")
+    if priority is not None:
+        priority = _int_param(p, "priority", 0, 0, 100)
+    limit = _int_param(p, "limit", 100, 1, 1000)
+    offset = _int_param(p, "offset", 0, 0, 10**9)
+    order_by = p.values.get("orderBy", "createdAt")
+    if order_by not in LIST_ORDER:
+        p.add("orderBy", f"Must be one of: {', '.join(LIST_ORDER)}.")
+    order = p.values.get("order", "desc")
+    if order not in ("asc", "desc"):
+        p.add("order", "Must be 'asc' or 'desc'.")
     cursor = p.values.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        p.add("cursor", "Must be the nextCursor of a previous page.")
+    if cursor is not None and (not isinstance(cursor, str) or offset or (order_by, order) != ("createdAt", "desc")):
+        p.add("cursor", "Must be the nextCursor of a previous page (newest first, without offset).")
     p.done()
     qs = selectors.filter_tasks(selectors.tasks_for_token(token), selectors.TaskFilters(statuses=tuple(statuses)))
-    try:
-        page = selectors.paginate_tasks(qs, after=cursor, limit=limit)
-    except selectors.BadCursor as exc:
-        raise RpcError(INVALID_PARAMS, "Invalid params", {"errors": {"cursor": [str(exc)]}}) from None
-    return {"tasks": [task_result(t) for t in page.tasks], "nextCursor": page.older}
+    if assigned_to is not None:
+        qs = qs.filter(assigned_worker__name=assigned_to)
+    if priority is not None:
+        qs = qs.filter(priority=priority)
+    total = qs.count()
+    qs = qs.select_related("assigned_worker")
+    next_cursor = None
+    if (order_by, order) == ("createdAt", "desc") and not offset:
+        # Newest first: keyset pages (nextCursor) give the same rows as offset pages, cheaper.
+        try:
+            page = selectors.paginate_tasks(qs, after=cursor, limit=limit)
+        except selectors.BadCursor as exc:
+            raise RpcError(INVALID_PARAMS, "Invalid params", {"errors": {"cursor": [str(exc)]}}) from None
+        rows, next_cursor, has_more = page.tasks, page.older, page.older is not None
+    else:
+        prefix = "-" if order == "desc" else ""
+        rows = list(qs.order_by(f"{prefix}{LIST_ORDER[order_by]}", f"{prefix}id")[offset : offset + limit])
+        has_more = offset + limit < total
+    return {"tasks": [task_full(t) for t in rows], "totalCount": total, "hasMore": has_more, "nextCursor": next_cursor}
+
+
+def system_register(token: ApiToken, params: Any) -> dict[str, Any]:
+    p = _Params(params, {"id", "roles", "metadata"}, {"id", "roles"})
+    p.done()
+    services.worker_register(
+        organization=token.organization,
+        name=p.values["id"],
+        roles=p.values["roles"],
+        metadata=p.values.get("metadata"),
+    )
+    return {"registered": True}
+
+
+def system_heartbeat(token: ApiToken, params: Any) -> dict[str, Any]:
+    p = _Params(params, {"instanceId"}, {"instanceId"})
+    instance_id = p.values.get("instanceId")
+    if "instanceId" in p.values and (not isinstance(instance_id, str) or not instance_id):
+        p.add("instanceId", "Must be a worker id.")
+    p.done()
+    worker = services.worker_heartbeat(organization=token.organization, name=instance_id)
+    return {"alive": worker is not None}
 
 
 METHODS = {
@@ -297,6 +458,8 @@ METHODS = {
     "task.claim": task_claim,
     "task.complete": task_complete,
     "task.list": task_list,
+    "system.register": system_register,
+    "system.heartbeat": system_heartbeat,
 }
 
 
@@ -304,7 +467,14 @@ METHODS = {
 
 
 def _service_error(exc: ServiceError, params: Any) -> RpcError:
-    task_id = params.get("id") if isinstance(params, dict) else None
+    task_id = (params.get("id") or params.get("taskId")) if isinstance(params, dict) else None
+    if isinstance(exc, WorkerNotRegistered):
+        worker_id = params.get("workerId") if isinstance(params, dict) else None
+        return RpcError(
+            INVALID_PARAMS, exc.message, {"validation": "Worker must be registered and active", "workerId": worker_id}
+        )
+    if isinstance(exc, TaskNotAssigned):
+        return RpcError(INVALID_PARAMS, exc.message, {"taskId": task_id})
     if isinstance(exc, TaskNotFound):
         return RpcError(INVALID_PARAMS, f"Task not found: {task_id}", {"taskId": task_id})
     if isinstance(exc, InvalidInput):
@@ -331,7 +501,7 @@ def _valid_id(value: Any) -> bool:
 def _call(token: ApiToken, message: Any) -> tuple[dict[str, Any] | None, RpcError | None]:
     """Run one request object; returns (response or None for a notification, the error if any)."""
     if not isinstance(message, dict):
-        error = RpcError(INVALID_REQUEST, "Invalid Request", http_status=400)
+        error = RpcError(INVALID_REQUEST, "Invalid Request")
         return _response(None, error=error), error
     is_notification = "id" not in message
     request_id = message.get("id")
@@ -340,9 +510,10 @@ def _call(token: ApiToken, message: Any) -> tuple[dict[str, Any] | None, RpcErro
         or not isinstance(message.get("method"), str)
         or not _valid_id(request_id)
         or ("params" in message and not isinstance(message["params"], (dict, list)))
-        or message.keys() - {"jsonrpc", "method", "params", "id"}
+        or ("metadata" in message and not isinstance(message["metadata"], dict))
+        or message.keys() - REQUEST_MEMBERS
     ):
-        error = RpcError(INVALID_REQUEST, "Invalid Request", http_status=400)
+        error = RpcError(INVALID_REQUEST, "Invalid Request")
         return _response(request_id if _valid_id(request_id) else None, error=error), error
 
     method = METHODS.get(message["method"])
@@ -401,14 +572,14 @@ def rpc(request: HttpRequest) -> HttpResponse:
     try:
         message = parse_json(body)
     except JsonRefused:
-        return _json(_response(None, error=RpcError(PARSE_ERROR, "Parse error")), 400)
+        return _json(_response(None, error=RpcError(PARSE_ERROR, "Parse error")))
 
     if isinstance(message, list):
         if not message:
-            return _json(_response(None, error=RpcError(INVALID_REQUEST, "Invalid Request")), 400)
+            return _json(_response(None, error=RpcError(INVALID_REQUEST, "Invalid Request")))
         if len(message) > MAX_BATCH:
             error = RpcError(INVALID_REQUEST, "Invalid Request", {"reason": f"At most {MAX_BATCH} calls per batch."})
-            return _json(_response(None, error=error), 400)
+            return _json(_response(None, error=error))
         responses, retry_after = [], None
         for item in message:
             response, error = _call(token, item)

@@ -5,7 +5,7 @@ check the expected version, check the lifecycle, validate and apply the patch, b
 update the status counts, write one `TaskEvent` (the audit row, the outbox and the replay log,
 with the task's snapshot), and ring the live bell after commit.
 
-Modules: `kernel` (the skeleton), `tasks`, `activity`, `hitl`, `tokens`; `validation` (what may
+Modules: `kernel` (the skeleton), `tasks`, `activity`, `hitl`, `tokens`, `workers`; `validation` (what may
 be stored), `errors` (refusals), `actors`, `snapshots`, `counters`.
 """
 
@@ -19,9 +19,11 @@ from .errors import (
     NameTaken,
     NotAllowed,
     ServiceError,
+    TaskNotAssigned,
     TaskNotFound,
     TransitionRefused,
     VersionConflict,
+    WorkerNotRegistered,
 )
 from .hitl import hitl_decide, hitl_expire_due, hitl_request, may_decide_hitl
 from .kernel import last_event
@@ -38,6 +40,7 @@ from .tasks import (
 )
 from .tokens import api_token_authenticate, api_token_create, api_token_revoke
 from .validation import CREATE_FIELDS, TASK_ID_RE, TEXT_LIMITS, UPDATE_FIELDS, merge_object
+from .workers import WORKER_TTL, active_worker, task_complete, worker_heartbeat, worker_register
 
 __all__ = [
     "Actor",
@@ -50,6 +53,8 @@ __all__ = [
     "NotAllowed",
     "may_decide_hitl",
     "TaskNotFound",
+    "TaskNotAssigned",
+    "WorkerNotRegistered",
     "HitlError",
     "HitlAlreadyDecided",
     "merge_object",
@@ -66,6 +71,11 @@ __all__ = [
     "task_retry",
     "task_delete",
     "task_claim",
+    "task_complete",
+    "worker_register",
+    "worker_heartbeat",
+    "active_worker",
+    "WORKER_TTL",
     "report_metrics",
     "append_activity",
     "hitl_request",

@@ -61,6 +61,18 @@ class TaskNotFound(ServiceError):
     code = "not_found"
 
 
+class WorkerNotRegistered(ServiceError):
+    """The worker never registered, or its registration lapsed without a heartbeat."""
+
+    code = "worker_not_registered"
+
+
+class TaskNotAssigned(ServiceError):
+    """A completion from a worker the task is not assigned to (or from none at all)."""
+
+    code = "not_assigned"
+
+
 class HitlError(ServiceError):
     code = "hitl"
 

@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from .. import lifecycle
 from ..lifecycle import Status
-from ..models import Agent, EventType, HitlDecision, HitlRequest, Task, TaskEvent
+from ..models import Agent, EventType, HitlDecision, HitlRequest, Task, TaskEvent, Worker
 from . import counters
 from .actors import Actor
 from .errors import TaskNotFound, TransitionRefused, VersionConflict
@@ -40,6 +41,8 @@ _UNKNOWN = object()
 def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, Model):
+        return str(value)  # a related row (the assigned worker) by its name
     return value
 
 
@@ -69,6 +72,9 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
     if found.parent_id is not None:
         parent = [found.parent_id, organization_id, found._locked_parent_public_id]
         found.parent = Task.from_db(None, ["id", "organization_id", "public_id"], parent)
+    if found.assigned_worker_id is not None:
+        worker = [found.assigned_worker_id, organization_id, found._locked_worker_name]
+        found.assigned_worker = Worker.from_db(None, ["id", "organization_id", "name"], worker)
     return found
 
 
@@ -76,10 +82,12 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
 def _lock_sql_for(vendor: str, column: str) -> str:
     # Raw SQL: this runs on every write, and compiling the ORM's equivalent (select_related of
     # two foreign keys, FOR UPDATE OF, ORDER BY for first()) cost more CPU than executing it.
-    task, agent = Task._meta.db_table, Agent._meta.db_table
+    task, agent, worker = Task._meta.db_table, Agent._meta.db_table, Worker._meta.db_table
     sql = (
-        f"SELECT t.*, a.name AS _locked_agent_name, p.public_id AS _locked_parent_public_id FROM {task} t"  # noqa: S608
+        "SELECT t.*, a.name AS _locked_agent_name, p.public_id AS _locked_parent_public_id,"  # noqa: S608
+        f" w.name AS _locked_worker_name FROM {task} t"
         f" LEFT JOIN {agent} a ON a.id = t.agent_id LEFT JOIN {task} p ON p.id = t.parent_id"
+        f" LEFT JOIN {worker} w ON w.id = t.assigned_worker_id"
         f" WHERE t.organization_id = %s AND t.{column} = %s AND t.deleted_at IS NULL"
     )
     # SQLite has no row locks; its IMMEDIATE transactions hold the database's write lock instead.

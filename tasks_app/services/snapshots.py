@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 from ..models import Agent, Task, TaskEvent
 
 # Bookkeeping that no face shows.
-_SKIP = {"id", "organization", "agent", "parent", "create_fingerprint"}
+_SKIP = {"id", "organization", "agent", "parent", "assigned_worker", "create_fingerprint"}
 SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
     f.name for f in Task._meta.concrete_fields if f.name not in _SKIP and not f.is_relation
 )
@@ -29,6 +29,7 @@ def task_snapshot(task: Task, *, pending_hitl_id: int | None = None) -> dict[str
     data["agent"] = task.agent.name if task.agent_id else None
     data["agent_pk"] = task.agent_id
     data["parent_public_id"] = task.parent.public_id if task.parent_id else None
+    data["assigned_worker"] = task.assigned_worker.name if task.assigned_worker_id else None
     data["pending_hitl_id"] = pending_hitl_id
     return data
 
@@ -47,6 +48,7 @@ def task_from_snapshot(snapshot: dict[str, Any], *, pk: int, organization_id: in
     if snapshot.get("agent") is not None:
         task.agent = Agent(id=snapshot.get("agent_pk"), organization_id=organization_id, name=snapshot["agent"])
     task._parent_public_id = snapshot.get("parent_public_id")
+    task._assigned_worker_name = snapshot.get("assigned_worker")
     task.pending_hitl_id = snapshot.get("pending_hitl_id")
     task._from_snapshot = True
     return task

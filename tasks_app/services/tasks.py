@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from .. import lifecycle
 from ..lifecycle import Status
-from ..models import Agent, EventType, Organization, Task
+from ..models import Agent, EventType, Organization, Task, Worker
 from .actors import Actor
 from .errors import Errors, IdTaken, InvalidInput, NameTaken, TransitionRefused
 from .kernel import Change, changing, status_effects
@@ -229,10 +229,20 @@ def task_delete(*, task: Task | str, actor: Actor, organization_id: int | None =
     return change.task
 
 
-def task_claim(*, organization: Organization, actor: Actor, agent: Agent | str | None = None) -> Task | None:
-    """Hand the highest-priority, oldest pending task to a worker; None when the queue is empty."""
+def task_claim(
+    *,
+    organization: Organization,
+    actor: Actor,
+    agent: Agent | str | None = None,
+    queue: str = "",
+    worker: Worker | None = None,
+) -> Task | None:
+    """Hand the highest-priority, oldest pending task of `queue` to a worker; None when it is empty.
+
+    Each face's queue is its own: a task waits on the queue it was created on (or put on).
+    """
     with transaction.atomic():
-        qs = Task.objects.filter(organization=organization, status=Status.PENDING, deleted_at__isnull=True)
+        qs = Task.objects.filter(organization=organization, queue=queue, status=Status.PENDING, deleted_at__isnull=True)
         if agent is not None:
             qs = qs.filter(agent=resolve_agent(organization, agent))
         qs = qs.order_by("-priority", "created_at", "id")
@@ -246,7 +256,9 @@ def task_claim(*, organization: Organization, actor: Actor, agent: Agent | str |
             return None
         change = Change(task, actor)
         change.move_to(Status.EXECUTING)
-        change.record(EventType.UPDATED)
+        if worker is not None:
+            change.set(assigned_worker=worker)
+        change.record(EventType.CLAIMED)
     return task
 
 

@@ -30,6 +30,7 @@ TEXT_LIMITS: dict[str, int] = {
     "title": 500,
     "name": 200,
     "source": 100,
+    "queue": 50,
     "agent_version": 100,
     "triggering_agent_id": 200,
     "status_reason": 2_000,

@@ -145,7 +145,9 @@ def task_list(request: HttpRequest) -> HttpResponse:
     replay = replay_context(org_ids)
     filters, errors = filters_from_query(request.GET)
     qs = selectors.filter_tasks(selectors.tasks_for_user(request.user), filters)
-    qs = qs.select_related("agent", "organization").annotate(has_pending_hitl=selectors.pending_hitl_exists())
+    qs = qs.select_related("agent", "organization", "assigned_worker").annotate(
+        has_pending_hitl=selectors.pending_hitl_exists()
+    )
     after, before = request.GET.get("after") or None, request.GET.get("before") or None
     try:
         page = selectors.paginate_tasks(qs, sort=filters.sort, after=after, before=before)
