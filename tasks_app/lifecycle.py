@@ -102,10 +102,16 @@ def can_transition(current: str, target: str) -> bool:
     return target == current or target in allowed_next(current)
 
 
-def check_transition(current: str, target: str, *, retry: bool = False) -> None:
-    """Raise TransitionError unless current -> target is allowed (a same-status write is a no-op)."""
+def check_transition(current: str, target: str, *, retry: bool = False, strict: bool = False) -> None:
+    """Raise TransitionError unless current -> target is allowed.
+
+    A same-status write is a no-op, except `strict` (an explicit action such as Agentex's
+    complete or interrupt, which upstream refuses on a task already in that status).
+    """
     if target not in STATUS_LABELS:
         raise TransitionError(current, target, f"Unknown status {target!r}.")
+    if strict and target == current:
+        raise TransitionError(current, target, f"The task is already {current}.")
     if retry:
         # Checked before the same-status shortcut: retrying a pending task is not a no-op success.
         if current in TERMINAL and target == RETRY_TARGET:

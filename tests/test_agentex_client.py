@@ -108,7 +108,7 @@ def test_it_moves_tasks_with_the_lifecycle_actions(face_world):
                 "worker", method="task/cancel", params={"task_name": "rpc-cancel"}
             ),
         }
-        with pytest.raises(agentex.ConflictError) as conflict:
+        with pytest.raises(agentex.BadRequestError) as conflict:  # upstream: a ClientError, 400
             await ax.tasks.fail(ids["interrupt"], reason="too late")
         out["conflict"] = conflict.value
         with pytest.raises(agentex.NotFoundError) as missing:
@@ -120,10 +120,14 @@ def test_it_moves_tasks_with_the_lifecycle_actions(face_world):
     assert (out["interrupted"].status, out["interrupted"].status_reason) == ("INTERRUPTED", "waiting for input")
     assert (out["resumed_completed"].status, out["resumed_completed"].status_reason) == ("COMPLETED", "done")
     assert (out["canceled"].status, out["canceled"].status_reason) == ("CANCELED", "not needed")
-    assert out["terminated"].status == "TERMINATED" and out["timed_out"].status == "TIMED_OUT"
+    assert (out["terminated"].status, out["terminated"].status_reason) == ("TERMINATED", "Task terminated")
+    assert (out["timed_out"].status, out["timed_out"].status_reason) == ("TIMED_OUT", "Task timed_out")
     assert (out["failed"].status, out["failed"].status_reason) == ("FAILED", "boom")
     assert out["rpc_canceled"].result.status == "CANCELED"
-    assert out["conflict"].status_code == 409 and out["missing"].status_code == 404
+    assert out["conflict"].status_code == 400 and out["missing"].status_code == 404
+    assert out["conflict"].body["code"] == 400 and "completed is final" in out["conflict"].body["message"]
+    assert out["conflict"].body["data"]["current_status"] == "COMPLETED"
+    assert out["missing"].body == {"message": "Task not found: no-such-task", "code": 404, "data": None}
 
     assert task_of(face_world.acme, ids["interrupt"]).status == "completed"
     assert task_of(face_world.acme, ids["timeout"]).status == "timed_out"
@@ -145,11 +149,16 @@ def test_it_soft_deletes(face_world):
         await ax.tasks.delete_by_name("gone-2")
         out = {
             "deleted": deleted,
-            "read_back": await ax.tasks.retrieve(gone.id),
-            "read_by_name": await ax.tasks.retrieve_by_name("gone-2"),
             "listed": await ax.tasks.list(),
             "listed_deleted": await ax.tasks.list(status="DELETED"),
         }
+        # Upstream: a deleted task is not found, by id or by name, and never listed.
+        with pytest.raises(agentex.NotFoundError):
+            await ax.tasks.retrieve(gone.id)
+        with pytest.raises(agentex.NotFoundError):
+            await ax.tasks.retrieve_by_name("gone-2")
+        with pytest.raises(agentex.NotFoundError):
+            await ax.tasks.complete(gone.id)
         with pytest.raises(agentex.NotFoundError):
             await ax.tasks.update_by_id(gone.id, task_metadata={"x": 1})
         with pytest.raises(agentex.NotFoundError):
@@ -158,9 +167,8 @@ def test_it_soft_deletes(face_world):
 
     keep, gone, by_name, out = asyncio.run(scenario())
     assert (out["deleted"].id, out["deleted"].message) == (gone.id, f"Task {gone.id} deleted")
-    assert out["read_back"].status == "DELETED" and out["read_by_name"].status == "DELETED"
     assert [t.id for t in out["listed"]] == [keep.id]
-    assert {t.id for t in out["listed_deleted"]} == {gone.id, by_name.id}
+    assert out["listed_deleted"] == []
     row = task_of(face_world.acme, gone.id)
     assert row.deleted_at is not None and row.status == "executing" and row.metadata == {}
     events = events_of(face_world.acme, gone.id)
@@ -178,13 +186,19 @@ def test_it_streams_task_events(face_world):
         frames.append(await asyncio.wait_for(stream.__anext__(), 10))
         await ax.tasks.complete(task.id)
         frames.append(await asyncio.wait_for(stream.__anext__(), 10))
-        await stream.close()
-        by_name = await ax.tasks.stream_events_by_name("streamed")
-        first = await asyncio.wait_for(by_name.__anext__(), 10)
-        await by_name.close()
-        return task, frames, first
 
-    task, frames, first = asyncio.run(scenario())
+        async def rest(s):
+            return [frame async for frame in s]
+
+        # Like upstream, the stream ends after the terminal task_updated: reading to the end returns.
+        after_terminal = await asyncio.wait_for(rest(stream), 10)
+        # A finished task's stream ends right after `connected`.
+        by_name = await asyncio.wait_for(rest(await ax.tasks.stream_events_by_name("streamed")), 10)
+        return task, frames, after_terminal, by_name
+
+    task, frames, after_terminal, by_name = asyncio.run(scenario())
+    assert after_terminal == [] and by_name == [{"type": "connected", "taskId": task.id}]
+    first = by_name[0]
     assert frames[0] == {"type": "connected", "taskId": task.id}
     assert frames[1]["type"] == "task_updated" and frames[1]["task"]["params"] == {"step": 1}
     assert frames[1]["task"]["status"] == "RUNNING"
@@ -296,3 +310,71 @@ def test_two_organizations_may_use_the_same_task_name(face_world):
     assert task_of(face_world.globex, theirs.id).metadata == {"who": "globex"}
     assert task_of(face_world.acme, ours.id).metadata == {}
     assert_written_by(events_of(face_world.globex, theirs.id), "token:outsider", "agentex")
+
+
+def test_it_follows_upstreams_error_contract_and_status_reasons(face_world):
+    import agentex
+
+    async def scenario():
+        ax = _client(face_world)
+        ids = {}
+        for name in ("complete", "cancel", "interrupt", "fail"):
+            ids[name] = (await ax.agents.rpc_by_name("bot", method="task/create", params={"name": name})).result.id
+        out = {name: await getattr(ax.tasks, name)(task_id) for name, task_id in ids.items()}
+        refusals = {}
+        for name, call in {
+            "interrupt_interrupted": ax.tasks.interrupt(ids["interrupt"]),
+            "interrupt_finished": ax.tasks.interrupt(ids["complete"]),
+            "complete_completed": ax.tasks.complete(ids["complete"]),
+            "cancel_canceled": ax.tasks.cancel(ids["cancel"]),
+        }.items():
+            with pytest.raises(agentex.BadRequestError) as exc:
+                await call
+            refusals[name] = exc.value
+        return ids, out, refusals
+
+    ids, out, refusals = asyncio.run(scenario())
+    assert {name: (t.status, t.status_reason) for name, t in out.items()} == {
+        "complete": ("COMPLETED", "Task completed"),
+        "cancel": ("CANCELED", "Task canceled"),
+        "interrupt": ("INTERRUPTED", "Task interrupted"),
+        "fail": ("FAILED", "Task failed"),
+    }
+    for name, exc in refusals.items():
+        assert exc.status_code == 400, name
+        assert set(exc.body) == {"message", "code", "data"} and exc.body["code"] == 400, name
+    assert refusals["interrupt_interrupted"].body["data"]["current_status"] == "INTERRUPTED"
+    for name, task_id in ids.items():
+        assert len(events_of(face_world.acme, task_id)) == 2, name  # the refusals wrote nothing
+
+
+def test_newer_clients_unknown_fields_are_ignored_and_known_ones_still_checked(face_world, caplog):
+    import agentex
+
+    async def scenario():
+        ax = _client(face_world)
+        created = await ax.agents.rpc_by_name(
+            "bot", method="task/create", params={"name": "fresh"}, extra_body={"trace": {"span": 1}}
+        )
+        task_id = created.result.id
+        updated = await ax.tasks.update_by_id(
+            task_id, task_metadata={"a": 1}, extra_body={"priority_hint": "high", "status": "COMPLETED"}
+        )
+        again = await ax.tasks.update_by_id(task_id, merge_params={"b": 2}, extra_body={"priority_hint": "low"})
+        done = await ax.tasks.complete(task_id, extra_body={"cost": 3})
+        listed = await ax.tasks.list(extra_query={"include_archived": "true"})
+        with pytest.raises(agentex.UnprocessableEntityError):
+            await ax.tasks.update_by_id(task_id, task_metadata="still strict")
+        return created, updated, again, done, listed
+
+    created, updated, again, done, listed = asyncio.run(scenario())
+    assert created.result.name == "fresh"
+    assert (updated.status, updated.task_metadata) == ("RUNNING", {"a": 1})  # status is not a PUT field
+    assert again.params == {"b": 2} and done.status == "COMPLETED"
+    assert [t.id for t in listed] == [created.result.id]
+    assert [e.type for e in events_of(face_world.acme, created.result.id)] == [
+        "task.created",
+        "task.updated",
+        "task.updated",
+        "task.updated",
+    ]

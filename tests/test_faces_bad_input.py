@@ -66,11 +66,9 @@ XPANDER_422 = [
     ("wrong type: status", {"status": 5}, ["body", "status"]),
     ("unknown status", {"status": "done"}, ["body", "status"]),
     ("canonical name the face does not use", {"status": "timed_out"}, ["body", "status"]),
-    ("unknown field", {"colour": "red"}, ["body", "colour"]),
     ("wrong type: result", {"result": ["a"]}, ["body", "result"]),
     ("wrong type: payload extension", {"tool_call_payload_extension": "x"}, ["body", "payload_extension"]),
     ("wrong type: tokens", {"tokens": {"prompt_tokens": -1}}, ["body", "prompt_tokens"]),
-    ("unknown input field", {"input": {"text": "x", "evil": 1}}, ["input", "evil"]),
     ("body not an object", [1, 2], ["body"]),
 ]
 
@@ -113,7 +111,6 @@ def test_xpander_refuses_invalid_json_oversized_bodies_stale_versions_and_transi
 
 def test_xpander_create_and_report_reject_bad_input(client, raw_token, acme):
     cases = [
-        (f"{XP}/bot", {"input": {"text": "x"}, "priority": 3}),  # unknown field
         (f"{XP}/bot", {"input": "text"}),  # wrong type
         (f"{XP}/bot", {"input": {"text": 5}}),
         (f"{XP}/bot", {"id": "bad id with spaces", "input": {"text": "x"}}),
@@ -144,7 +141,6 @@ def test_xpander_unknown_task_auth_and_rate_limit(client, raw_token, task):
 AGENTEX_422 = [
     ("metadata not an object", {"task_metadata": "x"}, ["body", "task_metadata"]),
     ("params not an object", {"merge_params": [1]}, ["body", "merge_params"]),
-    ("unknown field", {"status": "COMPLETED"}, ["body", "status"]),
     ("body not an object", "text", ["body"]),
 ]
 
@@ -159,29 +155,26 @@ def test_agentex_put_rejects_bad_input_with_422(client, raw_token, task, case, b
 
 def test_agentex_refuses_invalid_json_oversized_bodies_and_transitions(client, raw_token, task):
     invalid_json = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, raw="{nope")
-    assert invalid_json.status_code == 400 and "Invalid JSON" in invalid_json.json()["detail"]
+    assert invalid_json.status_code == 400 and "Invalid JSON" in invalid_json.json()["message"]
     with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024):
         too_big = _ax(client, "put", f"{AX}/{task.public_id}", raw_token, {"task_metadata": {"x": "y" * 5000}})
     assert too_big.status_code == 413
     reason = _ax(client, "post", f"{AX}/{task.public_id}/cancel", raw_token, {"reason": 5})
     assert reason.status_code == 422 and _detail_list(reason)[0]["loc"] == ["body", "reason"]
-    extra = _ax(client, "post", f"{AX}/{task.public_id}/cancel", raw_token, {"reason": "x", "force": True})
-    assert extra.status_code == 422
     assert _ax(client, "post", f"{AX}/{task.public_id}/explode", raw_token, {}).status_code == 404
     bad_list = [
         client.get(AX, {"status": "DONE"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
         client.get(AX, {"limit": "0"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
         client.get(AX, {"order_by": "secret"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
         client.get(AX, {"task_metadata": "[1]"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
-        client.get(AX, {"colour": "red"}, HTTP_AUTHORIZATION=f"Bearer {raw_token}"),
     ]
-    assert [r.status_code for r in bad_list] == [422] * 5
+    assert [r.status_code for r in bad_list] == [422] * 4
     _unchanged(task)
 
     assert _ax(client, "post", f"{AX}/{task.public_id}/complete", raw_token, {}).status_code == 200
     refused = _ax(client, "post", f"{AX}/{task.public_id}/interrupt", raw_token, {})
-    assert refused.status_code == 409 and refused["x-should-retry"] == "false"
-    assert refused.json()["current_status"] == "COMPLETED"
+    assert refused.status_code == 400 and refused["x-should-retry"] == "false"  # upstream's ClientError
+    assert refused.json()["data"]["current_status"] == "COMPLETED"
     assert Task.objects.get(pk=task.pk).status == "completed"
     assert TaskEvent.objects.filter(task=task).count() == 2
 
@@ -193,7 +186,6 @@ def test_agentex_rpc_rejects_bad_envelopes(client, raw_token, acme):
         {"method": "task/create"},
         {"method": "task/create", "params": {"name": 5}},
         {"method": "task/create", "params": {"params": "x"}},
-        {"method": "task/create", "params": {"name": "a", "owner": "me"}},
         {"method": "task/cancel", "params": {}},
         {"method": "task/create", "params": {}, "jsonrpc": "1.0"},
     ]

@@ -5,25 +5,35 @@
 Routes (from agentex/resources/tasks.py and agents/agents.py):
   GET    tasks                             list (agent_id, agent_name, status, task_metadata JSON
                                            containment, order_by, order_direction, limit, page_number)
-  GET    tasks/<id> | tasks/name/<name>    retrieve (a soft-deleted task reads as DELETED)
+  GET    tasks/<id> | tasks/name/<name>    retrieve (a soft-deleted task is a 404, as upstream;
+                                           lists never show one)
   PUT    tasks/<id> | tasks/name/<name>    update: `task_metadata` replaces metadata,
                                            `merge_params` shallow-merges params
   DELETE tasks/<id> | tasks/name/<name>    soft delete -> {"id", "message"}
-  POST   tasks/<id>/cancel|complete|fail|interrupt|terminate|timeout   body {"reason"?}
+  POST   tasks/<id>/cancel|complete|fail|interrupt|terminate|timeout   body {"reason"?}; without
+                                           one, upstream's reason ("Task completed", "Task canceled"…).
+                                           Only a running or interrupted task moves; interrupt only a
+                                           running one (a task already in the target status is refused)
   GET    tasks/<id>/stream | tasks/name/<name>/stream                  SSE
   POST   agents/<agent_id>/rpc | agents/name/<agent_name>/rpc          JSON-RPC: task/create,
                                            task/cancel, task/interrupt (agent names are
                                            registered on first use; ids are Taskdesk agent ids)
 
 Statuses are Agentex's TaskStatus names, mapped by `lifecycle.AGENTEX`; INTERRUPTED is not final.
-Errors: 422 `{"detail": [{"loc", "msg", "type"}]}`; other refusals `{"detail": "..."}` with 404
-(unknown task, or another organization's), 409 (disallowed transition; `x-should-retry: false`
-so the client does not retry it), 401, 413, 429 (`Retry-After`).
+Errors: 422 `{"detail": [{"loc", "msg", "type"}]}` (seed 004's HTTPValidationError); other
+refusals upstream's `{"message", "code": <HTTP status>, "data": facts or null}` with 400
+(disallowed transition: upstream's ClientError, the client's BadRequestError; `x-should-retry:
+false`), 404 (unknown or deleted task, or another organization's), 409 (stale version, taken
+name), 401, 413, 429 (`Retry-After`). Fields and query parameters the face does not know (a
+newer client's) are ignored, each logged once; known ones are validated strictly.
 
 Stream: `data: {json}` frames with no `id:` lines (the client's decoder would turn a later
 comment into an empty event): first `{"type": "connected", "taskId"}`, then
 `{"type": "task_updated", "task": {...}}` per change and `{"type": "full", ...}` per activity
-message, and a `:ping` comment every 15 s. It starts at the moment of connection.
+message, and a `:ping` comment every 15 s. It starts at the moment of connection, and ends, like
+upstream's, after a `task_updated` whose task is finished (final or DELETED), or right after
+`connected` for a task already finished. Each `task_updated` shows the task as it was at that
+event (its snapshot).
 """
 
 from datetime import datetime
@@ -34,26 +44,26 @@ from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import selectors, services
+from .. import lifecycle, selectors, services
 from ..lifecycle import AGENTEX, AGENTEX_DELETED, Status
 from ..models import ActivityKind, Agent, ApiToken, EventType, Face, Task, TaskEvent
-from ..services import Actor, TaskNotFound
+from ..services import Actor, ServiceError, TaskNotFound, TransitionRefused
 from ..services.snapshots import task_at
 from ..services.validation import JsonRefused, ascii_int, json_problem_at, lookup_text_ok, parse_json
 from . import ratelimit, sse
 from .auth import token_for_request
+from .errors import http_status
 from .faces import (
     FaceError,
     canonical_statuses,
     check_query,
-    error_response,
     face_frames,
     face_view,
+    ignore_unknown,
     invalid,
     json_body,
     newest_event_id,
     positive_int,
-    reject_unknown,
     sse_data,
     task_for_token,
 )
@@ -64,8 +74,35 @@ PAGE_SIZE_MAX = 1000
 ORDER_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "name": "name", "status": "status"}
 
 
+# --- Errors: upstream's bodies and statuses ---------------------------------------------------
+
+
+def error_response(status: int, detail: Any, headers: dict[str, str] | None = None, **facts) -> JsonResponse:
+    """Upstream's error body `{message, code, data}`; a 422 keeps FastAPI's `{detail: [...]}` (seed 004)."""
+    if status == 422 and isinstance(detail, list):
+        body: dict[str, Any] = {"detail": detail}
+    else:
+        facts.pop("code", None)  # upstream's `code` is the HTTP status; the facts go in `data`
+        body = {"message": detail, "code": status, "data": facts or None}
+    response = JsonResponse(body, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def error_status(exc: ServiceError) -> int:
+    # Upstream refuses a transition from the wrong status with a ClientError: 400 (BadRequestError).
+    if isinstance(exc, TransitionRefused):
+        return 400
+    return http_status(exc)
+
+
 def _view(operation: str, *methods: str):
-    return face_view(FACE, operation, AGENTEX, methods)
+    return face_view(FACE, operation, AGENTEX, methods, respond=error_response, status_of=error_status)
+
+
+def _known(data: dict[str, Any], known: set[str], where: str = "body") -> dict[str, Any]:
+    return ignore_unknown(data, known, face=FACE, where=where)
 
 
 def _actor(token: ApiToken) -> Actor:
@@ -158,11 +195,11 @@ _LIST_QUERY = {
 
 @_view("tasks.list", "GET")
 def list_tasks(request: HttpRequest, token: ApiToken):
-    check_query(request, _LIST_QUERY)
+    check_query(request, _LIST_QUERY, face=FACE)
     agents = _relationships(request)
     status = request.GET.get("status")
     if status == AGENTEX_DELETED:
-        qs = Task.objects.filter(organization_id=token.organization_id, deleted_at__isnull=False)
+        qs = Task.objects.none()  # upstream never lists deleted tasks
     else:
         qs = selectors.tasks_for_token(token)
         if status:
@@ -212,8 +249,7 @@ def _metadata_filter(qs, raw: str):
 
 
 def _update_body(request: HttpRequest) -> dict[str, Any]:
-    body = json_body(request)
-    reject_unknown(body, {"task_metadata", "merge_params"})
+    body = _known(json_body(request), {"task_metadata", "merge_params"})
     fields: dict[str, Any] = {}
     for name in ("task_metadata", "merge_params"):
         value = body.get(name)
@@ -228,7 +264,7 @@ def _update_body(request: HttpRequest) -> dict[str, Any]:
 
 def _retrieve(request: HttpRequest, token: ApiToken, task_id: str | None, task_name: str | None):
     agents = _relationships(request)
-    return JsonResponse(task_json(_resolve(token, task_id, task_name, include_deleted=True), agents=agents))
+    return JsonResponse(task_json(_resolve(token, task_id, task_name), agents=agents))
 
 
 def _update(request: HttpRequest, token: ApiToken, task_id: str | None, task_name: str | None):
@@ -272,38 +308,49 @@ def task_detail(request: HttpRequest, task_id: str | None = None, task_name: str
     return view(request, task_id=task_id, task_name=task_name)
 
 
-# Each action's service call: stops end the task by hand; the others are ordinary transitions.
-_STOPS = {"cancel": Status.CANCELED, "terminate": Status.TERMINATED, "timeout": Status.TIMED_OUT}
-_TRANSITIONS = {"complete": Status.COMPLETED, "fail": Status.FAILED, "interrupt": Status.INTERRUPTED}
+# Each action: the status it ends in and upstream's default status reason. Stops end the task by
+# hand; the others are ordinary transitions. Every action is strict: upstream refuses one on a task
+# already in its target status.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "cancel": (Status.CANCELED, "Task canceled"),
+    "terminate": (Status.TERMINATED, "Task terminated"),
+    "timeout": (Status.TIMED_OUT, "Task timed_out"),
+    "complete": (Status.COMPLETED, "Task completed"),
+    "fail": (Status.FAILED, "Task failed"),
+    "interrupt": (Status.INTERRUPTED, "Task interrupted"),
+}
+_STOPS = {"cancel", "terminate", "timeout"}
 
 
 def _act(token: ApiToken, task: Task | str, action: str, reason: str | None) -> Task:
     if reason is not None and not isinstance(reason, str):
         raise invalid(["body", "reason"], "Input should be a valid string.", "string_type")
+    target, default_reason = ACTIONS[action]
     actor = _actor(token)
     if action in _STOPS:
+        reason = reason or default_reason
         return services.task_stop(
-            task=task, actor=actor, organization_id=token.organization_id, status=_STOPS[action], reason=reason or ""
+            task=task, actor=actor, organization_id=token.organization_id, status=target, reason=reason
         )
     return services.task_update(
         task=task,
         actor=actor,
         organization_id=token.organization_id,
-        status=_TRANSITIONS[action],
-        status_reason=reason,
+        status=target,
+        status_reason=reason or default_reason,
+        strict=True,
     )
 
 
 def task_action(request: HttpRequest, task_id: str, action: str):
-    if action not in _STOPS and action not in _TRANSITIONS:
+    if action not in ACTIONS:
         return error_response(404, "Not Found")
     return _action_view(request, task_id=task_id, action=action)
 
 
 @_view("tasks.action", "POST")
 def _action_view(request: HttpRequest, token: ApiToken, task_id: str, action: str):
-    body = json_body(request, allow_empty=True)
-    reject_unknown(body, {"reason"})
+    body = _known(json_body(request, allow_empty=True), {"reason"})
     task = task_for_token(token, task_id)
     return JsonResponse(task_json(_fresh(_act(token, task, action, body.get("reason")))))
 
@@ -328,7 +375,7 @@ def _agent_by_id(token: ApiToken, agent_id: str) -> Agent:
 
 def _rpc_create(token: ApiToken, agent: Agent | str, params: dict[str, Any]) -> Task:
     """task/create is get-or-create by name; given params overwrite an existing task's params."""
-    reject_unknown(params, {"name", "params", "task_metadata"}, where="params")
+    params = _known(params, {"name", "params", "task_metadata"}, where="params")
     name, task_params, metadata = params.get("name"), params.get("params"), params.get("task_metadata")
     for key, value in (("params", task_params), ("task_metadata", metadata)):
         if value is not None and not isinstance(value, dict):
@@ -362,8 +409,7 @@ def _rpc_create(token: ApiToken, agent: Agent | str, params: dict[str, Any]) -> 
 
 
 def _rpc(request: HttpRequest, token: ApiToken, agent: Agent | str) -> JsonResponse:
-    body = json_body(request)
-    reject_unknown(body, {"method", "params", "id", "jsonrpc"})
+    body = _known(json_body(request), {"method", "params", "id", "jsonrpc"})
     method, params, rpc_id = body.get("method"), body.get("params"), body.get("id")
     if method not in _RPC_METHODS:
         raise invalid(["body", "method"], f"Input should be one of: {', '.join(_RPC_METHODS)}.", "literal_error")
@@ -378,7 +424,7 @@ def _rpc(request: HttpRequest, token: ApiToken, agent: Agent | str) -> JsonRespo
     if method == "task/create":
         task = _rpc_create(token, agent, params)
     else:
-        reject_unknown(params, {"task_id", "task_name"}, where="params")
+        params = _known(params, {"task_id", "task_name"}, where="params")
         task_id, task_name = params.get("task_id"), params.get("task_name")
         if not isinstance(task_id or task_name, str):
             raise invalid(["body", "params", "task_id"], "Either task_id or task_name must be provided.", "missing")
@@ -414,9 +460,14 @@ def render_event(event: TaskEvent) -> tuple[list[str], bool]:
             content = {"type": "text", "author": author, "content": entry.content}
             frames.append(sse_data({"type": "full", "index": 0, "content": content}))
         return frames, False
-    # The task as it was at this event, not as it is now.
+    # The task as it was at this event, not as it is now; a terminal one is the stream's last word.
     task = task_at(event) or Task.objects.select_related("agent").get(pk=event.task_id)
-    return [sse_data({"type": "task_updated", "task": task_json(task)})], False
+    return [sse_data({"type": "task_updated", "task": task_json(task)})], is_finished(task)
+
+
+def is_finished(task: Task) -> bool:
+    """Upstream's TERMINAL_TASK_STATUSES: every final status, and DELETED (INTERRUPTED is not final)."""
+    return task.deleted_at is not None or lifecycle.is_terminal(task.status)
 
 
 def _stream_setup(request: HttpRequest, task_id: str | None, task_name: str | None):
@@ -430,7 +481,15 @@ def _stream_setup(request: HttpRequest, task_id: str | None, task_name: str | No
         task = _resolve(token, task_id, task_name)
     except TaskNotFound as exc:
         return error_response(404, exc.message)
-    return (task.pk, task.public_id), token.organization_id, newest_event_id(token.organization_id, task.pk)
+    # The log position first, then the status (as upstream): a task finishing meanwhile is seen
+    # either as finished now or by its terminal event after `after`.
+    after = newest_event_id(token.organization_id, task.pk)
+    task.refresh_from_db(fields=["status", "deleted_at"])
+    return (task.pk, task.public_id, is_finished(task)), token.organization_id, after
+
+
+async def _only(frame: str):
+    yield frame
 
 
 async def task_stream(request: HttpRequest, task_id: str | None = None, task_name: str | None = None) -> HttpResponse:
@@ -439,8 +498,10 @@ async def task_stream(request: HttpRequest, task_id: str | None = None, task_nam
     setup = await sync_to_async(_stream_setup)(request, task_id, task_name)
     if isinstance(setup, HttpResponse):
         return setup
-    (pk, public_id), organization_id, after = setup
+    (pk, public_id, finished), organization_id, after = setup
     opening = sse_data({"type": "connected", "taskId": public_id})
+    if finished:
+        return sse.stream_response(_only(opening))  # already finished: connected, then the end
     frames = face_frames(
         organization_id, after, pk, render_event, opening=opening, ping=":ping\n\n", token=request.api_token
     )

@@ -11,6 +11,7 @@ any `ServiceError` the adapter lets through. An adapter never catches service er
 """
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ from ..services.validation import JsonRefused, ascii_int, lookup_text_ok, parse_
 from . import ratelimit, sse
 from .auth import token_for_request
 from .errors import error_facts, http_status, validation_detail
+
+logger = logging.getLogger(__name__)
 
 
 class FaceError(Exception):
@@ -54,13 +57,19 @@ def error_response(status: int, detail: Any, headers: dict[str, str] | None = No
     return response
 
 
-def service_error_response(exc: ServiceError, statuses: lifecycle.FaceStatuses) -> JsonResponse:
-    status = http_status(exc)
+def service_error_response(
+    exc: ServiceError,
+    statuses: lifecycle.FaceStatuses,
+    *,
+    respond: Callable[..., JsonResponse] = error_response,
+    status_of: Callable[[ServiceError], int] = http_status,
+) -> JsonResponse:
+    status = status_of(exc)
     if isinstance(exc, InvalidInput):
-        return error_response(status, validation_detail(exc.errors))
+        return respond(status, validation_detail(exc.errors))
     facts = error_facts(exc, render_status=statuses.render)
     facts.pop("errors", None)
-    return error_response(status, exc.message, code=exc.code, **facts)
+    return respond(status, exc.message, code=exc.code, **facts)
 
 
 def json_body(request: HttpRequest, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -79,55 +88,79 @@ def json_body(request: HttpRequest, *, allow_empty: bool = False) -> dict[str, A
     return data
 
 
-def reject_unknown(data: dict[str, Any], known: set[str] | frozenset[str], where: str = "body") -> None:
+_unknown_logged: set[tuple[str, str, str]] = set()
+
+
+def ignore_unknown(
+    data: dict[str, Any], known: set[str] | frozenset[str], *, face: str, where: str = "body"
+) -> dict[str, Any]:
+    """`data` without the fields this face does not know, each logged once per process.
+
+    Upstream servers (FastAPI models) ignore unknown fields, and SDKs add fields with every
+    release: a newer client's field must not turn a save into a 422. Known fields are still
+    validated strictly by the adapter.
+    """
     unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise FaceError(
-            422,
-            [
-                {"loc": [where, name], "msg": "Extra inputs are not permitted.", "type": "extra_forbidden"}
-                for name in unknown
-            ],
-        )
+    for name in unknown:
+        key = (face, where, name)
+        if key not in _unknown_logged:
+            _unknown_logged.add(key)
+            logger.info("%s face: ignoring unknown %s field %r (a newer client?)", face, where, name[:100])
+    return {k: v for k, v in data.items() if k in known} if unknown else data
 
 
-def check_query(request: HttpRequest, known: set[str] | frozenset[str]) -> None:
-    """Unknown query parameters, and values no stored text can match (NUL), are a 422."""
-    reject_unknown(dict(request.GET), known, where="query")
+def check_query(request: HttpRequest, known: set[str] | frozenset[str], *, face: str) -> None:
+    """Known query parameters must be storable text (NUL matches nothing stored: a 422); unknown
+    ones, a newer client's, are ignored (logged once), as upstream FastAPI apps do."""
+    ignore_unknown(dict(request.GET), known, face=face, where="query")
     for name, values in request.GET.lists():
+        if name not in known:
+            continue
         for value in values:
             if problem := text_problem(value):
                 raise invalid(["query", name], problem, "string_pattern_mismatch")
 
 
-def face_view(face: str, operation: str, statuses: lifecycle.FaceStatuses, methods: tuple[str, ...]):
-    """Decorate a sync adapter `view(request, token, **kwargs)` with the shared envelope."""
+def face_view(
+    face: str,
+    operation: str,
+    statuses: lifecycle.FaceStatuses,
+    methods: tuple[str, ...],
+    *,
+    respond: Callable[..., JsonResponse] = error_response,
+    status_of: Callable[[ServiceError], int] = http_status,
+):
+    """Decorate a sync adapter `view(request, token, **kwargs)` with the shared envelope.
+
+    `respond(status, detail, headers=None, **facts)` renders every refusal in the face's own
+    error body; `status_of` is the face's HTTP status for a service refusal.
+    """
 
     def decorate(view: Callable[..., Any]):
         @csrf_exempt
         @functools.wraps(view)
         def wrapped(request: HttpRequest, **kwargs):
             if request.method not in methods:
-                return error_response(405, "Method Not Allowed", headers={"Allow": ", ".join(methods)})
+                return respond(405, "Method Not Allowed", headers={"Allow": ", ".join(methods)})
             token = token_for_request(request)
             if token is None:
-                return error_response(401, "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="taskdesk"'})
+                return respond(401, "Unauthorized", headers={"WWW-Authenticate": 'Bearer realm="taskdesk"'})
             if not all(lookup_text_ok(value) for value in kwargs.values() if isinstance(value, str)):
-                return error_response(404, "Not Found")  # a path part with NUL names nothing stored
+                return respond(404, "Not Found")  # a path part with NUL names nothing stored
             op = operation if isinstance(operation, str) else operation(request)
             decision = ratelimit.hit(token, face, op)
             if not decision.allowed:
-                return error_response(
+                return respond(
                     429, "Rate limit exceeded", headers={"Retry-After": str(decision.retry_after)}, code="rate_limited"
                 )
             try:
                 return view(request, token, **kwargs)
             except FaceError as exc:
-                return error_response(exc.status, exc.detail, headers=exc.headers)
+                return respond(exc.status, exc.detail, headers=exc.headers)
             except RequestDataTooBig:
-                return error_response(413, "Request body too large.", code="too_large")
+                return respond(413, "Request body too large.", code="too_large")
             except ServiceError as exc:
-                response = service_error_response(exc, statuses)
+                response = service_error_response(exc, statuses, respond=respond, status_of=status_of)
                 if isinstance(exc, (TransitionRefused, VersionConflict)):
                     # A state conflict does not heal by itself: tell SDKs that retry 409s not to.
                     response["x-should-retry"] = "false"

@@ -20,7 +20,8 @@ Routes (from xpander_sdk/consts/api_routes.py):
 
 Statuses are AgentExecutionStatus values (lowercase), mapped by `lifecycle.XPANDER`. PATCH takes
 the SDK's whole `Task` dump (asave sends every field): fields Taskdesk stores are applied, the
-SDK's server-owned or runtime-only fields are accepted and ignored, anything else is a 422.
+SDK's server-owned or runtime-only fields are accepted and ignored, and so are fields this face
+does not know (a newer SDK's; logged once per name): known fields are still validated strictly.
 An optional `If-Match: <version>` makes the PATCH conditional (409 when stale).
 
 Event stream: `data: {type, task_id, organization_id, time, data}`; `task_created`,
@@ -53,10 +54,10 @@ from .faces import (
     error_response,
     face_frames,
     face_view,
+    ignore_unknown,
     invalid,
     json_body,
     positive_int,
-    reject_unknown,
     sse_data,
     task_for_token,
 )
@@ -72,6 +73,10 @@ def _view(operation: str, *methods: str):
 
 def _actor(token: ApiToken) -> Actor:
     return Actor.for_token(token, face=FACE)
+
+
+def _known(data: dict[str, Any], known: set[str], where: str = "body") -> dict[str, Any]:
+    return ignore_unknown(data, known, face=FACE, where=where)
 
 
 def _check_org(token: ApiToken, org: str | None) -> None:
@@ -251,7 +256,7 @@ def _map_input(value: Any, fields: dict[str, Any]) -> None:
         return
     if not isinstance(value, dict):
         raise invalid(["body", "input"], "Input should be an object.", "model_attributes_type")
-    reject_unknown(value, _INPUT_KNOWN, where="input")
+    value = _known(value, _INPUT_KNOWN, where="input")
     for name, target in (("text", "input_text"), ("files", "input_files"), ("user", "input_user")):
         if value.get(name) is not None:
             fields[target] = value[name]
@@ -289,7 +294,7 @@ def _if_match(request: HttpRequest) -> int | None:
 
 def _list(token: ApiToken, request: HttpRequest, **filters: Any) -> JsonResponse:
     allowed = {"user_id", "parent_task_id", "triggering_agent_id", "status", "internal_status", "limit"}
-    check_query(request, allowed)
+    check_query(request, allowed, face=FACE)
     qs = selectors.tasks_for_token(token).select_related("agent", "organization", "parent").filter(**filters)
     if request.GET.get("user_id"):
         qs = qs.filter(input_user__id=request.GET["user_id"])
@@ -326,8 +331,7 @@ def list_user_tasks(request: HttpRequest, token: ApiToken, user_id: str, org: st
 @_view("tasks.create", "POST")
 def create_task(request: HttpRequest, token: ApiToken, agent_id: str, org: str | None = None):
     _check_org(token, org)
-    body = json_body(request)
-    reject_unknown(body, _CREATE_KNOWN)
+    body = _known(json_body(request), _CREATE_KNOWN)
     fields: dict[str, Any] = {}
     _map_input(body.get("input"), fields)
     for name in _SAME_NAME & body.keys():
@@ -350,8 +354,7 @@ def get_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | Non
 @_view("tasks.update", "PATCH")
 def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | None = None):
     _check_org(token, org)
-    body = json_body(request)
-    reject_unknown(body, _UPDATE_KNOWN)
+    body = _known(json_body(request), _UPDATE_KNOWN)
     expected_version = _if_match(request)
     current = task_for_token(token, task_id)
     fields: dict[str, Any] = {}
@@ -410,8 +413,8 @@ def _report_messages(llm_response: Any) -> list[dict[str, Any]] | None:
 def report_task(request: HttpRequest, token: ApiToken, agent_id: str, org: str | None = None):
     """A run executed elsewhere, recorded whole: final status, input, result, tokens, messages."""
     _check_org(token, org)
-    body = json_body(request)
-    reject_unknown(body, {"id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools"})
+    known = {"id", "input", "llm_response", "tokens", "is_success", "result", "duration", "used_tools"}
+    body = _known(json_body(request), known)
     is_success = body.get("is_success", True)
     if not isinstance(is_success, bool):
         raise invalid(["body", "is_success"], "Input should be a valid boolean.", "bool_type")

@@ -168,7 +168,9 @@ class Change:
         self.before[name] = {k: current[k] for k in touched if k in current}
         self.after[name] = {k: patch[k] for k in touched}
 
-    def move_to(self, target: str, *, retry: bool = False, values: dict[str, Any] | None = None) -> None:
+    def move_to(
+        self, target: str, *, retry: bool = False, strict: bool = False, values: dict[str, Any] | None = None
+    ) -> None:
         """Change the status through the lifecycle table, with the effects it implies.
 
         `values` the caller sent (a reported duration, a reason) win over derived effects. A
@@ -176,11 +178,11 @@ class Change:
         """
         values = dict(values or {})
         current = self.task.status
-        if target == current and not retry:
+        if target == current and not retry and not strict:
             self.set(**values)
             return
         try:
-            lifecycle.check_transition(current, target, retry=retry)
+            lifecycle.check_transition(current, target, retry=retry, strict=strict)
         except lifecycle.TransitionError as exc:
             raise TransitionRefused(exc) from None
         effects = status_effects(self.task, target, self.now, retry=retry)

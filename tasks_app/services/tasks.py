@@ -144,9 +144,13 @@ def task_update(
     metadata_replace: bool = False,
     params_replace: bool = False,
     retry: bool = False,
+    strict: bool = False,
     **fields: Any,
 ) -> Task:
-    """Patch a task. Absent or None fields are untouched; metadata, params and payload extension merge."""
+    """Patch a task. Absent or None fields are untouched; metadata, params and payload extension merge.
+
+    `strict` refuses a status the task already has instead of treating it as a no-op.
+    """
     errors = Errors()
     fields = {k: v for k, v in fields.items() if v is not None}
     cleaned = clean_fields(fields, UPDATE_FIELDS, errors)
@@ -168,7 +172,7 @@ def task_update(
         if retry and target is None:
             target = lifecycle.RETRY_TARGET
         if target is not None:
-            change.move_to(target, retry=retry, values=cleaned)
+            change.move_to(target, retry=retry, strict=strict, values=cleaned)
         else:
             change.set(**cleaned)
         change.record(EventType.UPDATED)
