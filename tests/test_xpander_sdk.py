@@ -284,9 +284,14 @@ def test_it_streams_task_events_to_aevents(face_world):
         return task, seen
 
     task, seen = asyncio.run(scenario())
-    assert [e.type.value for e in seen] == ["task_created", "task_updated", "task_finished"]
+    assert [e.type.value for e in seen] == ["connected", "task_created", "task_updated", "task_finished"]
+    assert seen[0].data is None  # the SDK's handshake comes first, before any task event
+    seen = seen[1:]
     assert all(isinstance(e.data, XTask) for e in seen)
     assert {(e.task_id, e.organization_id) for e in seen} == {(task.id, "acme")}
+    # Each event shows the task as it was then, not as it ended.
+    assert [e.data.status.value for e in seen] == ["pending", "executing", "completed"]
+    assert seen[0].data.result is None and seen[0].data.started_at is None
     assert seen[-1].data.status.value == "completed" and seen[-1].data.result == "done"
 
 
@@ -388,3 +393,116 @@ def test_two_organizations_may_use_the_same_task_id(face_world):
     assert acme_row.pk != globex_row.pk
     assert_written_by(events_of(face_world.acme, "same-run"), LABEL, "xpander")
     assert_written_by(events_of(face_world.globex, "same-run"), "token:outsider", "xpander")
+
+
+def test_a_paused_task_carries_its_hitl_request(face_world):
+    from xpander_sdk import Tasks
+
+    from tasks_app.services import Actor, hitl_decide, hitl_request, task_update
+
+    cfg = _config(face_world)
+
+    async def create():
+        task = await Tasks(configuration=cfg).acreate(agent_id="hitl-bot", prompt="refund?")
+        return task.id
+
+    task_id = asyncio.run(create())
+    row = task_of(face_world.acme, task_id)
+    agent = Actor.system("agent")
+    task_update(task=row, actor=agent, status="executing", last_executed_node_id="approve-refund")
+    hitl = hitl_request(task=task_id, actor=agent, organization_id=face_world.acme.pk, question="Refund 40 EUR?")
+
+    async def read():
+        return await Tasks(configuration=cfg).aget(task_id=task_id)
+
+    paused = asyncio.run(read())
+    assert paused.status.value == "paused"
+    assert paused.hitl_request is not None and paused.hitl_request.wait_node_id == "approve-refund"
+    hitl_decide(hitl=hitl, actor=Actor.system("reviewer"), approve=True, organization_id=face_world.acme.pk)
+    resumed = asyncio.run(read())
+    assert resumed.status.value == "executing" and resumed.hitl_request is None
+
+
+def test_a_tool_call_and_its_result_are_one_entry_and_a_pair_of_events(face_world):
+    from xpander_sdk import Tasks
+    from xpander_sdk.models.activity import AgentActivityThreadToolCall
+
+    from tasks_app.services import Actor, append_activity
+
+    cfg = _config(face_world)
+    agent = Actor.system("agent")
+
+    async def scenario():
+        task = await Tasks(configuration=cfg).acreate(agent_id="tool-bot", prompt="weather?", events_streaming=True)
+        seen = []
+
+        async def consume():
+            async for event in task.aevents():
+                seen.append(event)
+                if event.type.value == "tool_call_result":
+                    return
+
+        async def produce():
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(
+                append_activity,
+                task=task.id,
+                actor=agent,
+                organization_id=face_world.acme.pk,
+                entries=[
+                    {
+                        "kind": "tool_call",
+                        "tool_name": "weather",
+                        "tool_call_id": "c1",
+                        "tool_arguments": {"q": "Oslo"},
+                    },
+                    {"kind": "message", "role": "agent", "content": "checking"},
+                    {"kind": "tool_result", "tool_name": "weather", "tool_call_id": "c1", "tool_output": {"t": 3}},
+                ],
+            )
+
+        await asyncio.wait_for(asyncio.gather(consume(), produce()), 30)
+        return task, seen, await task.aget_activity_log()
+
+    task, seen, log = asyncio.run(scenario())
+    calls = [m for m in log.messages if isinstance(m, AgentActivityThreadToolCall)]
+    assert len(calls) == 1 and len(log.messages) == 2
+    assert (calls[0].tool_name, calls[0].payload, calls[0].result) == ("weather", {"q": "Oslo"}, {"t": 3})
+    request, result = (e for e in seen if e.type.value.startswith("tool_call"))
+    assert request.type.value == "tool_call_request" and result.type.value == "tool_call_result"
+    assert result.data["request_id"] == request.data["request_id"]
+    assert result.data["payload"] == {"q": "Oslo"} and result.data["result"] == {"t": 3}
+
+
+def test_asave_replaces_the_payload_extension_and_a_newer_sdks_fields_are_ignored(face_world):
+    from xpander_sdk import Tasks
+    from xpander_sdk.modules.tasks.sub_modules.task import Task as XTask
+
+    cfg = _config(face_world)
+
+    class NewerTask(XTask):
+        """A release that added a Task field Taskdesk has never heard of."""
+
+        review_policy: str = "two-person"
+
+    async def scenario():
+        tasks = Tasks(configuration=cfg)
+        task = await tasks.acreate(
+            agent_id="ext-bot", prompt="x", tool_call_payload_extension={"headers": {"A": "1"}, "params": {"k": 1}}
+        )
+        await tasks.aupdate(task_id=task.id, tool_call_payload_extension={"body": {"n": 2}})  # merged
+        merged = (await tasks.aget(task_id=task.id)).payload_extension
+        await task.areload()
+        task.payload_extension = {"headers": {"A": "2"}}  # asave sends the whole object: it replaces
+        await task.asave()
+        replaced = (await tasks.aget(task_id=task.id)).payload_extension
+        newer = NewerTask(**task.model_dump(exclude={"configuration"}), configuration=cfg)
+        newer.result = "saved by a newer SDK"
+        await newer.asave()
+        return task, merged, replaced, await tasks.aget(task_id=task.id)
+
+    task, merged, replaced, final = asyncio.run(scenario())
+    assert merged == {"headers": {"A": "1"}, "params": {"k": 1}, "body": {"n": 2}}
+    assert replaced == {"headers": {"A": "2"}}
+    assert final.result == "saved by a newer SDK"
+    assert task_of(face_world.acme, task.id).payload_extension == {"headers": {"A": "2"}}

@@ -24,11 +24,19 @@ SDK's server-owned or runtime-only fields are accepted and ignored, and so are f
 does not know (a newer SDK's; logged once per name): known fields are still validated strictly.
 An optional `If-Match: <version>` makes the PATCH conditional (409 when stale).
 
-Event stream: `data: {type, task_id, organization_id, time, data}`; `task_created`,
-`task_updated` and `task_finished` carry the task, activity entries arrive as
-`tool_call_request` / `tool_call_result` / `think` / `chunk`. A stream replays the task's events
-from the start (or after `Last-Event-ID`) and ends after the `task_finished` of a task that is
-still finished.
+A paused task's `hitl_request` is its pending HITL request (`wait_node_id`: the node it waits
+at). PATCH's `payload_extension` (what asave sends: the whole object) replaces the stored one;
+`tool_call_payload_extension` (aupdate) merges into it.
+
+Activity log: a tool call and its result are one AgentActivityThreadToolCall (paired by
+tool_call_id, else the latest open call of the same tool), as the SDK models them.
+
+Event stream: `data: {type, task_id, organization_id, time, data}`; first a `connected` event
+(data null, the SDK's handshake), then `task_created`, `task_updated` and `task_finished` carrying
+the task as it was at that event (its snapshot), activity entries as `tool_call_request` /
+`tool_call_result` (a result carries its call's `request_id` and payload) / `think` / `chunk`.
+A stream replays the task's events from the start (or after `Last-Event-ID`) and ends after the
+`task_finished` of a task that is still finished.
 """
 
 from datetime import datetime
@@ -37,11 +45,12 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import lifecycle, selectors, services
 from ..lifecycle import XPANDER, Status
-from ..models import ActivityKind, ApiToken, EventType, Face, Task, TaskEvent
+from ..models import ActivityEntry, ActivityKind, ApiToken, EventType, Face, HitlRequest, Task, TaskEvent
 from ..services import Actor, TaskNotFound
 from ..services.snapshots import task_at
 from ..services.validation import as_object, ascii_int, finite
@@ -135,8 +144,35 @@ def task_json(task: Task) -> dict[str, Any]:
         "tokens": {"prompt_tokens": task.prompt_tokens, "completion_tokens": task.completion_tokens},
         "used_tools": list(task.used_tools or []),
         "duration": finite(task.duration),
+        "hitl_request": hitl_request_json(task),
         # Not an xpander field; lets a client send If-Match for a conditional PATCH.
         "version": task.version,
+    }
+
+
+def hitl_request_json(task: Task) -> dict[str, Any] | None:
+    """The pending HITL request of a paused task as the SDK's HumanInTheLoopRequest, else None.
+
+    The SDK's model knows only `wait_node_id` (the node the run waits at); the request's own
+    facts ride along for readers that want them.
+    """
+    if task.status != Status.PAUSED or task.deleted_at is not None:
+        return None
+    if getattr(task, "_from_snapshot", False):
+        # As it was at the event: the request that was pending then.
+        hitl = HitlRequest.objects.filter(pk=task.pending_hitl_id).first() if task.pending_hitl_id else None
+    else:
+        hitl = HitlRequest.objects.filter(task_id=task.pk, decision__isnull=True).first()
+    if hitl is None:
+        return None
+    return {
+        "wait_node_id": task.last_executed_node_id or f"hitl-{hitl.pk}",
+        "id": str(hitl.pk),
+        "question": hitl.question,
+        "details": hitl.details,
+        "options": list(hitl.options or []),
+        "requested_at": _iso(hitl.requested_at),
+        "deadline": _iso(hitl.deadline),
     }
 
 
@@ -363,8 +399,14 @@ def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | 
     for name in _SAME_NAME & body.keys():
         if body[name] is not None:
             fields[name] = body[name]
+    # asave() sends the whole payload_extension: it replaces (a key removed locally is gone);
+    # aupdate()'s tool_call_payload_extension merges into it, as the seed documents.
+    replace_extension = "payload_extension" in fields
     if body.get("tool_call_payload_extension") is not None:
-        fields["payload_extension"] = body["tool_call_payload_extension"]
+        if replace_extension:
+            fields["payload_extension"] = {**fields["payload_extension"], **body["tool_call_payload_extension"]}
+        else:
+            fields["payload_extension"] = body["tool_call_payload_extension"]
     if body.get("status") is not None:
         fields["status"] = _parse_status(body["status"])
     # asave() echoes the whole task: an echoed value is not a change, and must not override
@@ -374,7 +416,7 @@ def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | 
         fields.pop("status")  # e.g. canceled reads as "stopped": echoing it back changes nothing
     task = services.task_update(
         task=current, actor=_actor(token), organization_id=token.organization_id,
-        expected_version=expected_version, **fields,
+        expected_version=expected_version, payload_extension_replace=replace_extension, **fields,
     )  # fmt: skip
     return JsonResponse(task_json(_fresh(task)))
 
@@ -488,15 +530,20 @@ def report_metrics(request: HttpRequest, token: ApiToken, agent_id: str, org: st
 # --- Activity log ---------------------------------------------------------------------------
 
 
-def activity_json(entry) -> dict[str, Any]:
-    """One ActivityEntry as an AgentActivityThread message (message, tool call or reasoning)."""
+def activity_json(entry, result: ActivityEntry | None = None) -> dict[str, Any]:
+    """One ActivityEntry as an AgentActivityThread message (message, tool call or reasoning).
+
+    The SDK models a tool call and its result as one AgentActivityThreadToolCall: a call is
+    shown with the result paired to it (`pair_tool_results`); a result with no call stands alone.
+    """
     base = {"id": str(entry.pk), "created_at": entry.created_at.isoformat()}
     if entry.kind in (ActivityKind.TOOL_CALL, ActivityKind.TOOL_RESULT):
+        output = result.tool_output if result is not None else entry.tool_output
         return {
             **base,
-            "tool_name": entry.tool_name or "tool",
+            "tool_name": entry.tool_name or (result.tool_name if result is not None else "") or "tool",
             "payload": entry.tool_arguments,
-            "result": entry.tool_output,
+            "result": output,
             "is_error": False,
         }
     if entry.kind == ActivityKind.REASONING:
@@ -506,18 +553,49 @@ def activity_json(entry) -> dict[str, Any]:
     return {**base, "role": role, "content": {"text": entry.content, "files": []}}
 
 
+def pair_tool_results(entries: list[ActivityEntry]) -> dict[int, ActivityEntry]:
+    """call pk -> its result: by tool_call_id, else the latest open call of the same tool before it."""
+    results: dict[int, ActivityEntry] = {}
+    open_calls: list[ActivityEntry] = []
+    for entry in entries:
+        if entry.kind == ActivityKind.TOOL_CALL:
+            open_calls.append(entry)
+        elif entry.kind == ActivityKind.TOOL_RESULT:
+            call = _call_of(entry, open_calls)
+            if call is not None:
+                results[call.pk] = entry
+                open_calls.remove(call)
+    return results
+
+
+def _call_of(result: ActivityEntry, calls: list[ActivityEntry]) -> ActivityEntry | None:
+    if result.tool_call_id:
+        return next((c for c in reversed(calls) if c.tool_call_id == result.tool_call_id), None)
+    return next((c for c in reversed(calls) if not c.tool_call_id and c.tool_name == result.tool_name), None)
+
+
+def call_for_result(result: ActivityEntry) -> ActivityEntry | None:
+    """The tool call a result answers (for the event stream, which sees one entry at a time)."""
+    earlier = ActivityEntry.objects.filter(task_id=result.task_id, kind=ActivityKind.TOOL_CALL, pk__lt=result.pk)
+    if result.tool_call_id:
+        return earlier.filter(tool_call_id=result.tool_call_id).order_by("-pk").first()
+    return earlier.filter(tool_call_id="", tool_name=result.tool_name).order_by("-pk").first()
+
+
 @_view("activity.list", "GET")
 def activity_log(request: HttpRequest, token: ApiToken, agent_id: str, task_id: str, org: str | None = None):
     _check_org(token, org)
     task = task_for_token(token, task_id)
     if task.agent_id and task.agent.name != agent_id:
         raise FaceError(404, f"Task not found: {task_id}")
-    entries = task.activity.order_by("id")[:5000]
+    entries = list(task.activity.order_by("id")[:5000])
+    results = pair_tool_results(entries)
+    paired = {result.pk for result in results.values()}
     return JsonResponse(
         {
             "id": task.public_id,
             "created_at": task.created_at.isoformat(),
-            "messages": [activity_json(e) for e in entries],
+            "messages": [activity_json(e, results.get(e.pk)) for e in entries if e.pk not in paired],
             "user": _user(task.input_user),
         }
     )
@@ -540,11 +618,17 @@ def _envelope(type_: str, event: TaskEvent, task: Task, data: Any) -> dict[str, 
 
 def _activity_data(entry) -> dict[str, Any]:
     if entry.kind in (ActivityKind.TOOL_CALL, ActivityKind.TOOL_RESULT):
-        data = {"request_id": str(entry.pk), "operation_id": entry.tool_name or "tool",
-                "tool_call_id": entry.tool_call_id or None, "tool_name": entry.tool_name or None,
-                "payload": entry.tool_arguments}  # fmt: skip
+        # A result carries its call's request_id and payload: the SDK pairs ToolCallResult with
+        # the ToolCallRequest it answers by request_id.
+        call = call_for_result(entry) if entry.kind == ActivityKind.TOOL_RESULT else entry
+        source = call or entry
+        data = {"request_id": str(source.pk), "operation_id": source.tool_name or entry.tool_name or "tool",
+                "tool_call_id": entry.tool_call_id or source.tool_call_id or None,
+                "tool_name": entry.tool_name or source.tool_name or None,
+                "payload": source.tool_arguments}  # fmt: skip
         if entry.kind == ActivityKind.TOOL_RESULT:
             data["result"] = entry.tool_output
+            data["is_error"] = False
         return data
     return activity_json(entry)
 
@@ -594,7 +678,9 @@ def _stream_setup(request: HttpRequest, task_id: str, org: str | None) -> tuple[
         return error_response(422, [{"loc": ["header", "Last-Event-ID"], "msg": str(exc), "type": "value_error"}])
     # Without a resume point the whole (bounded) history of the task is replayed: the SDK
     # connects after creating the task and must still see task_created.
-    return task.pk, token.organization_id, after or 0
+    connected = {"type": "connected", "task_id": task.public_id, "organization_id": token.organization.slug,
+                 "time": timezone.now().isoformat(), "data": None}  # fmt: skip
+    return (task.pk, connected), token.organization_id, after or 0
 
 
 async def task_events(request: HttpRequest, task_id: str, org: str | None = None) -> HttpResponse:
@@ -604,13 +690,13 @@ async def task_events(request: HttpRequest, task_id: str, org: str | None = None
     setup = await sync_to_async(_stream_setup)(request, task_id, org)
     if isinstance(setup, HttpResponse):
         return setup
-    task_pk, organization_id, after = setup
+    (task_pk, connected), organization_id, after = setup
     frames = face_frames(
         organization_id,
         after,
         task_pk,
         render_event,
-        opening=": connected\n\n",
+        opening=sse_data(connected),  # the SDK's TaskUpdateEventType.Connected, first on every stream
         ping=": ping\n\n",
         token=request.api_token,  # a revoked token ends the stream (live.hub re-checks)
     )

@@ -143,6 +143,7 @@ def task_update(
     expected_version: int | None = None,
     metadata_replace: bool = False,
     params_replace: bool = False,
+    payload_extension_replace: bool = False,
     retry: bool = False,
     strict: bool = False,
     **fields: Any,
@@ -163,7 +164,11 @@ def task_update(
             raise NameTaken(f"Task name {new_name!r} is already taken in this organization.")
         for name in sorted(MERGE_FIELDS & cleaned.keys()):
             patch = cleaned.pop(name)
-            replace = (name == "metadata" and metadata_replace) or (name == "params" and params_replace)
+            replace = {
+                "metadata": metadata_replace,
+                "params": params_replace,
+                "payload_extension": payload_extension_replace,
+            }[name]
             if replace:
                 change.replace(name, patch)
             else:
