@@ -233,3 +233,42 @@ def test_a_revoked_token_ends_the_http_stream(daphne_server, acme):
         assert time.monotonic() - began < 12
         # And the token is refused from now on.
         assert http.get(url, headers={"Authorization": f"Bearer {raw}"}).status_code == 401
+
+
+def test_every_format_shows_the_task_as_it_was_at_each_event_on_replay(acme):
+    from tasks_app.api.agentex import render_event as agentex_frames
+    from tasks_app.api.jsonrpc import event_message
+    from tasks_app.api.sse import event_data
+    from tasks_app.api.xpander import render_event as xpander_frames
+    from tasks_app.services import append_activity
+
+    actor = Actor.system("test")
+    task, _ = task_create(organization=acme, actor=actor, id="then", title="as created", priority=10)
+    task_update(task=task, actor=actor, status="executing", priority=20)
+    append_activity(task=task, actor=actor, entries=[{"kind": "message", "role": "agent", "content": "hi"}])
+    task_update(task=task, actor=actor, status="completed", result="done", title="renamed later")
+    created, started, activity, finished = TaskEvent.objects.filter(task=task).order_by("id")
+
+    def native(event):
+        return event_data(event)["task"]
+
+    assert (native(created)["status"], native(created)["priority"], native(created)["title"]) == (
+        "pending",
+        10,
+        "as created",
+    )
+    assert native(created)["result"] is None and native(created)["started_at"] is None
+    assert (native(started)["status"], native(activity)["status"]) == ("executing", "executing")
+    assert (native(finished)["status"], native(finished)["title"]) == ("completed", "renamed later")
+
+    assert event_message(created)["payload"]["status"] == "pending"
+    assert event_message(started)["payload"]["priority"] == 20
+
+    def data_of(frames):
+        return [json.loads(frame.split("data: ", 1)[1]) for frame in frames[0]]
+
+    assert data_of(xpander_frames(created))[0]["data"]["status"] == "pending"
+    assert data_of(xpander_frames(started))[0]["data"]["status"] == "executing"
+    assert data_of(agentex_frames(started))[0]["task"]["status"] == "RUNNING"
+    assert data_of(agentex_frames(finished))[0]["task"]["status"] == "COMPLETED"
+    assert agentex_frames(finished)[1] is True and agentex_frames(started)[1] is False

@@ -120,6 +120,16 @@ def test_seed_demo_covers_the_whole_demo(db, django_user_model):
         "command",
         1,
     )
+    # Every seeded event carries its task as seeded, so every stream replays it as it was.
+    from tasks_app.services.snapshots import task_at
+
+    hitl_of = dict(HitlRequest.objects.filter(decision__isnull=True).values_list("task_id", "pk"))
+    for event in TaskEvent.objects.select_related("task", "task__parent"):
+        assert event.snapshot is not None, event
+        shown = task_at(event)
+        assert (shown.status, shown.title, shown.version) == (event.task.status, event.task.title, 1)
+        assert shown.parent_public_id == (event.task.parent.public_id if event.task.parent_id else None)
+        assert event.snapshot["pending_hitl_id"] == hitl_of.get(event.task_id)
     admin = django_user_model.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("taskdesk")
     assert django_user_model.objects.get(username="bob").check_password("taskdesk")

@@ -3,8 +3,9 @@
 GET /api/v1/events[?task_id=ID][&format=native|jsonrpc][&after=N][&heartbeat=S]
 
 - Each TaskEvent is one message: `id: <event id>`, `event: <type>`, `data: <json>`.
-  `format=native` (default) sends the event itself (`event_data`); `format=jsonrpc` sends seed
-  002's event shape `{type, payload, metadata: {updatedBy, changes}, timestamp}`.
+  `format=native` (default) sends the event itself (`event_data`) with `task`: the task as it
+  was at that event (its snapshot; never a later state, on replay too); `format=jsonrpc` sends
+  ClaudeBench's event shapes `{type, payload, metadata, timestamp}` (see jsonrpc.py).
 - A client resumes with the standard `Last-Event-ID` header (or `?after=`): every event after
   that id is replayed from the database, then new ones follow. Without either, the stream starts
   at the newest event (only what happens from now on).
@@ -36,8 +37,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from .. import selectors
 from ..models import ApiToken, TaskEvent
 from ..services import TaskNotFound
+from ..services.snapshots import task_at
 from . import ratelimit
 from .auth import token_for_request
+from .schemas import TaskOut
 
 BATCH = 200
 
@@ -119,8 +122,14 @@ def format_message(event_id: int | None, event_name: str | None, data: Any) -> s
     return "\n".join(lines) + "\n\n"
 
 
+def task_as_at(event: TaskEvent) -> dict[str, Any] | None:
+    """The task as it was right after `event` (from its snapshot), in the REST API's task shape."""
+    task = task_at(event)
+    return TaskOut(**TaskOut.from_task(task)).model_dump(mode="json") if task is not None else None
+
+
 def event_data(event: TaskEvent) -> dict[str, Any]:
-    """The native `data:` of one event."""
+    """The native `data:` of one event: what changed, and the task as it was at that event."""
     return {
         "id": event.pk,
         "type": event.type,
@@ -132,6 +141,7 @@ def event_data(event: TaskEvent) -> dict[str, Any]:
         "actor": event.actor_label,
         "face": event.face,
         "created_at": event.created_at.isoformat(),
+        "task": task_as_at(event),
     }
 
 

@@ -40,6 +40,7 @@ from tasks_app.models import (
     TaskEvent,
 )
 from tasks_app.services import counters
+from tasks_app.services.snapshots import task_snapshot
 
 PASSWORD = "taskdesk"
 ORGANIZATIONS = {"acme": "Acme Corp", "globex": "Globex Corporation"}
@@ -333,9 +334,31 @@ def _insert(built) -> int:
     _link_parents(tasks)
     for row in [b[1] for b in built] + activity + hitls:
         row.task_id = row.task.pk
-    for model, rows in ((TaskEvent, [b[1] for b in built]), (ActivityEntry, activity), (HitlRequest, hitls)):
+    # The requests first, with their ids: each event's snapshot names its task's pending request.
+    _write_with_ids(HitlRequest, hitls)
+    pending = {hitl.task_id: hitl.pk for hitl in hitls}
+    events = [b[1] for b in built]
+    for event in events:
+        # The task as seeded is the task as it was at its one event (streams replay it so).
+        event.snapshot = task_snapshot(event.task, pending_hitl_id=pending.get(event.task_id))
+    for model, rows in ((TaskEvent, events), (ActivityEntry, activity)):
         _write(model, rows)
     return len(tasks) * 2 + len(activity) + len(hitls)
+
+
+def _write_with_ids(model, rows: list) -> None:
+    if connection.vendor == "postgresql" and rows:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{model._meta.db_table}', 'id')) "  # noqa: S608
+                "FROM generate_series(1, %s)",
+                [len(rows)],
+            )
+            for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+                row.id = pk
+        _write(model, rows, with_pk=True)
+    else:
+        model.objects.bulk_create(rows, batch_size=1000)  # returns the ids (PostgreSQL, SQLite)
 
 
 def _link_parents(tasks: list[Task]) -> None:
@@ -353,6 +376,10 @@ def _link_parents(tasks: list[Task]) -> None:
     for task in wanted:
         task.parent_id = found.get((task.organization_id, task.parent_public))
     Task.objects.bulk_update([t for t in wanted if t.parent_id], ["parent"], batch_size=1000)
+    for task in wanted:
+        if task.parent_id:
+            # What the event snapshot reads of the parent, without a query per sub-task.
+            task.parent = Task(id=task.parent_id, organization_id=task.organization_id, public_id=task.parent_public)
 
 
 def _write(model, rows: list, *, with_pk: bool = False) -> None:
