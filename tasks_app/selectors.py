@@ -99,7 +99,7 @@ def get_task_for_token(token: ApiToken, task_id: Any, *, include_deleted: bool =
     if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
         raise TaskNotFound(f"Task not found: {task_id}")
     qs = Task.objects.filter(organization_id=token.organization_id) if include_deleted else tasks_for_token(token)
-    task = qs.select_related("agent", "parent", "organization").filter(public_id=task_id).first()
+    task = qs.select_related("agent", "parent", "organization", "assigned_worker").filter(public_id=task_id).first()
     if task is None:
         raise TaskNotFound(f"Task not found: {task_id}")
     return task

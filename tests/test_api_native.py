@@ -318,3 +318,17 @@ def test_rate_limit_answers_429_with_retry_after(client, auth, task, token):
     limited = client.get(f"{API}/tasks/t-1", **auth)
     assert int(limited["Retry-After"]) >= 1
     assert limited.json()["code"] == "rate_limited"
+
+
+def test_a_task_is_put_on_the_jsonrpc_queue_explicitly_and_shows_its_worker(client, auth, acme):
+    from tasks_app.services import Actor, task_claim, worker_register
+
+    created = send(client, "post", "/tasks", {"id": "for-workers", "title": "x"}, **auth)
+    assert created.status_code == 201 and created.json()["queue"] == "" and created.json()["assigned_worker"] is None
+    moved = send(client, "patch", "/tasks/for-workers", {"queue": "jsonrpc"}, **auth)
+    assert moved.status_code == 200 and moved.json()["queue"] == "jsonrpc"
+    assert send(client, "post", "/tasks/claim", **auth).status_code == 204  # the general queue is empty now
+    worker = worker_register(organization=acme, name="w-7", roles=["worker"])
+    task_claim(organization=acme, actor=Actor.system("rpc"), queue="jsonrpc", worker=worker)
+    read = send(client, "get", "/tasks/for-workers", **auth).json()
+    assert (read["status"], read["assigned_worker"]) == ("executing", "w-7")

@@ -229,7 +229,7 @@ def list_tasks(request, params: Query[TaskListParams]):
         q=params.q,
         sort=params.sort,
     )
-    qs = selectors.filter_tasks(selectors.tasks_for_token(token).select_related("agent"), filters)
+    qs = selectors.filter_tasks(selectors.tasks_for_token(token).select_related("agent", "assigned_worker"), filters)
     page = selectors.paginate_tasks(qs, sort=params.sort, after=params.after, before=params.before, limit=params.limit)
     return {"items": [TaskOut.from_task(t) for t in page.tasks], "next": page.older, "prev": page.newer}
 
@@ -259,7 +259,8 @@ def create_task(request, payload: TaskCreateIn):
 def claim_task(request, payload: ClaimIn | None = None):
     token = _token(request, "tasks.claim")
     agent = payload.agent if payload else None
-    task = services.task_claim(organization=token.organization, actor=_actor(token), agent=agent)
+    queue = payload.queue if payload else ""
+    task = services.task_claim(organization=token.organization, actor=_actor(token), agent=agent, queue=queue)
     if task is None:
         return Status(204, None)
     return Status(200, _out(task))

@@ -134,6 +134,9 @@ class TaskFieldsIn(StrictIn):
     agent_version: str | None = text("agent_version")
     triggering_agent_id: str | None = text("triggering_agent_id")
     used_tools: list[Text] | None = None
+    queue: str | None = text(
+        "queue", description='Work queue a pending task waits on: "" (native claims) or "jsonrpc" (JSON-RPC workers).'
+    )
 
 
 class TaskCreateIn(TaskFieldsIn):
@@ -168,6 +171,8 @@ class TaskOut(Schema):
     status: str
     status_reason: str
     priority: int
+    queue: str
+    assigned_worker: str | None = Field(description="The worker that claimed the task (JSON-RPC task.claim).")
     input_text: str
     input_files: list[Any]
     result: str | None
@@ -190,9 +195,10 @@ class TaskOut(Schema):
 
     @staticmethod
     def from_task(task: Task) -> dict[str, Any]:
-        skip = ("id", "agent", "status", "parent_id")
+        skip = ("id", "agent", "status", "parent_id", "assigned_worker")
         return {
             **{name: getattr(task, name) for name in TaskOut.model_fields if name not in skip},
+            "assigned_worker": task.assigned_worker_name,
             "id": task.public_id,
             "agent": task.agent.name if task.agent_id else None,
             "parent_id": task.parent_public_id,
@@ -215,6 +221,9 @@ class StopIn(StrictIn):
 
 class ClaimIn(StrictIn):
     agent: str | None = Field(None, max_length=200, pattern=NON_BLANK, description="Only tasks of this agent.")
+    queue: str = Field(
+        "", max_length=TEXT_LIMITS["queue"], pattern=NO_NUL, description="The queue to take from (default: general)."
+    )
 
 
 # --- Activity -----------------------------------------------------------------------------
