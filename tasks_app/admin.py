@@ -28,6 +28,7 @@ from .models import (
     Organization,
     Task,
     TaskEvent,
+    Worker,
 )
 
 # How many events the change page shows (newest first); the rest stay in the TaskEvent admin.
@@ -190,7 +191,20 @@ class TaskAdmin(admin.ModelAdmin):
     actions = ("stop_tasks", "retry_tasks", "soft_delete_tasks")
     fieldsets = (
         (None, {"fields": (*IDENTITY_FIELDS, "loaded_version", "name", "title", "source")}),
-        ("State", {"fields": ("status", "status_reason", "internal_status", "priority", "execution_attempts")}),
+        (
+            "State",
+            {
+                "fields": (
+                    "status",
+                    "status_reason",
+                    "internal_status",
+                    "priority",
+                    "execution_attempts",
+                    "queue",
+                    "assigned_worker",
+                )
+            },
+        ),
         (
             "Input",
             {
@@ -250,7 +264,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
         # The change page shows organization, agent and parent: fetch them with the task.
-        return super().get_queryset(request).select_related("organization", "agent", "parent")
+        return super().get_queryset(request).select_related("organization", "agent", "parent", "assigned_worker")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> tuple[str, ...]:
         editable = services.CREATE_FIELDS | set(IDENTITY_FIELDS) if obj is None else services.UPDATE_FIELDS
@@ -419,6 +433,13 @@ class ActivityEntryAdmin(ReadOnlyAdmin):
     list_display = ("id", "task_id", "kind", "role", "tool_name", "created_at")
     list_filter = ("kind", "organization")
     search_fields = ("=task__public_id", "tool_name")
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnlyAdmin):
+    list_display = ("name", "organization", "roles", "registered_at", "last_heartbeat_at")
+    list_filter = ("organization",)
+    search_fields = ("=name",)
 
 
 @admin.register(HitlRequest)

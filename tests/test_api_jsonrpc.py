@@ -403,3 +403,21 @@ def test_claim_and_complete_events_have_claudebenchs_shapes(client, auth, acme):
     assert completed["type"] == "task.completed" and completed["metadata"] == {"completedBy": "w1"}
     assert list(completed["payload"]) == ["id", "status", "duration"]
     assert completed["payload"]["status"] == "completed" and completed["payload"]["duration"] >= 0
+
+
+def test_completing_a_claimed_task_that_paused_withdraws_its_hitl_request(client, auth, acme):
+    from tasks_app.live.fragments_hitl import affects_pending_count
+    from tasks_app.models import HitlRequest
+    from tasks_app.services import hitl_request
+
+    register(client, auth)
+    rpc(client, call("task.create", {"text": "needs a person", "id": "t-hitl"}), **auth)
+    rpc(client, call("task.claim", {"workerId": "w1"}), **auth)
+    hitl = hitl_request(task="t-hitl", actor=Actor.system("agent"), organization_id=acme.pk, question="ok?")
+    done = rpc(client, call("task.complete", {"taskId": "t-hitl", "workerId": "w1", "result": "r"}), **auth).json()
+    assert done["result"]["status"] == "completed"
+    hitl.refresh_from_db()
+    assert hitl.decision == "withdrawn"
+    completed = TaskEvent.objects.filter(task__public_id="t-hitl").latest("id")
+    assert completed.type == "task.completed" and affects_pending_count(completed)
+    assert not HitlRequest.objects.filter(task__public_id="t-hitl", decision__isnull=True).exists()

@@ -29,7 +29,9 @@ def _hitl_for(event: TaskEvent) -> HitlRequest | None:
 def _leaves_pause(event: TaskEvent) -> bool:
     if event.type == EventType.DELETED:
         return True
-    return event.type == EventType.UPDATED and (event.before or {}).get("status") == Status.PAUSED
+    # A worker may also complete a task it claimed that was paused since (JSON-RPC task.complete).
+    leaving = event.type in (EventType.UPDATED, EventType.COMPLETED)
+    return leaving and (event.before or {}).get("status") == Status.PAUSED
 
 
 def render_hitl_event_html(event: TaskEvent, *, can_edit: bool) -> str:
