@@ -272,3 +272,19 @@ def test_every_format_shows_the_task_as_it_was_at_each_event_on_replay(acme):
     assert data_of(agentex_frames(started))[0]["task"]["status"] == "RUNNING"
     assert data_of(agentex_frames(finished))[0]["task"]["status"] == "COMPLETED"
     assert agentex_frames(finished)[1] is True and agentex_frames(started)[1] is False
+
+
+def test_an_xpander_event_lists_the_sub_tasks_that_existed_then(acme):
+    from tasks_app.api.xpander import render_event
+
+    actor = Actor.system("test")
+    parent, _ = task_create(organization=acme, actor=actor, id="parent", title="p")
+    created = TaskEvent.objects.get(task=parent, type="task.created")
+    task_create(organization=acme, actor=actor, id="child", title="c", parent_id="parent")
+    task_update(task=parent, actor=actor, priority=7)
+    later = TaskEvent.objects.filter(task=parent).latest("id")
+
+    def subs(event):
+        return json.loads(render_event(event)[0][0].split("data: ", 1)[1])["data"]["sub_executions"]
+
+    assert subs(created) == [] and subs(later) == ["child"]

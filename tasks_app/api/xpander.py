@@ -117,11 +117,7 @@ def task_json(task: Task) -> dict[str, Any]:
         "finished_at": _iso(task.finished_at),
         "result": task.result,
         "parent_execution": task.parent_public_id,
-        "sub_executions": list(
-            Task.objects.filter(parent_id=task.pk, deleted_at__isnull=True)
-            .order_by("created_at", "id")
-            .values_list("public_id", flat=True)
-        ),
+        "sub_executions": _sub_executions(task),
         "is_manually_stopped": task.is_manually_stopped,
         "payload_extension": task.payload_extension or None,
         "source": task.source,
@@ -148,6 +144,17 @@ def task_json(task: Task) -> dict[str, Any]:
         # Not an xpander field; lets a client send If-Match for a conditional PATCH.
         "version": task.version,
     }
+
+
+def _sub_executions(task: Task) -> list[str]:
+    qs = Task.objects.filter(parent_id=task.pk)
+    if getattr(task, "_from_snapshot", False):
+        # As at the event: the sub-tasks created by then (and not deleted by then).
+        at = task.updated_at
+        qs = qs.filter(created_at__lte=at).exclude(deleted_at__lte=at)
+    else:
+        qs = qs.filter(deleted_at__isnull=True)
+    return list(qs.order_by("created_at", "id").values_list("public_id", flat=True))
 
 
 def hitl_request_json(task: Task) -> dict[str, Any] | None:
