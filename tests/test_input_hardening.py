@@ -80,7 +80,8 @@ def _assert_refused(response, *, api=True):
     if api:
         assert response["Content-Type"].startswith("application/json"), response.content[:200]
         body = response.json()
-        assert "detail" in body or "error" in body
+        # FastAPI's `detail`, JSON-RPC's `error`, or Agentex's `{message, code, data}`.
+        assert "detail" in body or "error" in body or {"message", "code", "data"} <= set(body)
 
 
 def _rpc(method, params):
