@@ -27,10 +27,30 @@ async def _take(stream, count: int) -> list:
     return [await anext(stream) for _ in range(count)]
 
 
+@pytest.fixture
+async def fresh_hub(settings):
+    """The stream loop called directly, on this test's event loop, with the in-process layer.
+
+    These tests exercise the loop itself (bells from this process reach its hub directly); the
+    Redis path is covered by the daphne tests below. Without a Redis listener task on the test's
+    loop, nothing is left to cancel when pytest-asyncio closes it (a channels_redis receive being
+    cancelled at loop teardown could hang the run).
+    """
+    from channels.layers import channel_layers
+
+    from tasks_app.live.hub import reset_hub_for_running_loop
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield
+    await reset_hub_for_running_loop()
+    channel_layers.backends.clear()
+
+
 # --- The loop, called directly ------------------------------------------------------------
 
 
-async def test_the_stream_replays_exactly_what_came_after(acme, globex):
+async def test_the_stream_replays_exactly_what_came_after(acme, globex, fresh_hub):
     ids = await sync_to_async(_make_events)(acme, "a", 5)
     await sync_to_async(_make_events)(globex, "g", 3)
     stream = event_stream(acme.pk, ids[1], heartbeat=60, poll=0.05)
@@ -45,7 +65,7 @@ async def test_the_stream_replays_exactly_what_came_after(acme, globex):
         await stream.aclose()
 
 
-async def test_the_stream_sends_heartbeats_when_idle(acme):
+async def test_the_stream_sends_heartbeats_when_idle(acme, fresh_hub):
     ids = await sync_to_async(_make_events)(acme, "a", 1)
     stream = event_stream(acme.pk, ids[-1], heartbeat=0.1, poll=0.02)
     try:
@@ -55,7 +75,7 @@ async def test_the_stream_sends_heartbeats_when_idle(acme):
         await stream.aclose()
 
 
-async def test_the_stream_can_follow_one_task(acme):
+async def test_the_stream_can_follow_one_task(acme, fresh_hub):
     first = await sync_to_async(_make_events)(acme, "a", 2)
     second = await sync_to_async(_make_events)(acme, "b", 2)
     # The loop follows a task by its internal key (the face resolved the public id already).
@@ -68,7 +88,7 @@ async def test_the_stream_can_follow_one_task(acme):
     assert not set(first) & set(second)
 
 
-async def test_native_and_jsonrpc_frames(acme):
+async def test_native_and_jsonrpc_frames(acme, fresh_hub):
     ids = await sync_to_async(_make_events)(acme, "a", 2)
     stream = event_stream(acme.pk, ids[0], heartbeat=60, poll=0.05)
     try:
@@ -178,14 +198,6 @@ def test_sse_refuses_missing_tokens_and_other_organizations_tasks(daphne_server,
 
 
 # --- Woken by the bell, ended by a revocation ------------------------------------------------
-
-
-@pytest.fixture
-async def fresh_hub():
-    from tasks_app.live.hub import reset_hub_for_running_loop
-
-    yield
-    await reset_hub_for_running_loop()
 
 
 async def test_a_new_event_wakes_the_stream_without_polling(acme, settings, fresh_hub):
