@@ -133,3 +133,21 @@ async def test_static_files_and_agent_paths_through_the_asgi_application(acme):
     assert b"set-cookie" not in api_headers
     # ...and keeps the security headers.
     assert api_headers[b"x-content-type-options"] == b"nosniff"
+
+
+@pytest.mark.django_db
+def test_the_native_list_costs_the_same_with_sub_tasks(client, acme, token):
+    actor = Actor.system("t")
+    parent, _ = task_create(organization=acme, actor=actor, id="parent", title="parent")
+
+    def count(children: int) -> int:
+        for n in range(children):
+            task_create(organization=acme, actor=actor, id=f"child-{children}-{n}", title="c", parent_id="parent")
+        client.get("/api/v1/tasks", HTTP_AUTHORIZATION=f"Bearer {token}")  # warm the token cache
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/api/v1/tasks", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 200
+        assert sum(item["parent_id"] == "parent" for item in response.json()["items"]) >= children
+        return len(queries.captured_queries)
+
+    assert count(1) == count(10)

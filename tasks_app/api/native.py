@@ -229,7 +229,8 @@ def list_tasks(request, params: Query[TaskListParams]):
         q=params.q,
         sort=params.sort,
     )
-    qs = selectors.filter_tasks(selectors.tasks_for_token(token).select_related("agent", "assigned_worker"), filters)
+    tasks = selectors.tasks_for_token(token).select_related("agent", "parent", "assigned_worker")
+    qs = selectors.filter_tasks(tasks, filters)
     page = selectors.paginate_tasks(qs, sort=params.sort, after=params.after, before=params.before, limit=params.limit)
     return {"items": [TaskOut.from_task(t) for t in page.tasks], "next": page.older, "prev": page.newer}
 
