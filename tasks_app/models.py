@@ -295,6 +295,7 @@ class ActivityEntry(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "activity entries"
         ordering = ["id"]
         indexes = [
             models.Index(fields=["task", "id"], name="activity_task_id"),

@@ -312,3 +312,8 @@ def test_changelist_names_each_agent_with_its_organization_and_shortens_titles(a
     body = response.content.decode()
     assert f'<td class="field-short_title">{"x" * 69}…</td>' in body
     assert '<td class="field-organization nowrap">Acme</td>' in body
+
+
+def test_the_admin_index_names_activity_entries_properly(admin_client):
+    body = admin_client.get("/admin/").content.decode()
+    assert "Activity entries" in body and "Activity entrys" not in body
