@@ -220,11 +220,17 @@ def task_stop(
 
 
 def task_retry(
-    *, task: Task | str, actor: Actor, organization_id: int | None = None, expected_version: int | None = None
+    *,
+    task: Task | str,
+    actor: Actor,
+    organization_id: int | None = None,
+    expected_version: int | None = None,
+    reason: str = "",
 ) -> Task:
-    """Send a finished task back to pending for another attempt."""
+    """Send a finished task back to pending for another attempt (the reason, if any, recorded)."""
+    extra = {"status_reason": reason} if reason else {}
     return task_update(
-        task=task, actor=actor, organization_id=organization_id, expected_version=expected_version, retry=True
+        task=task, actor=actor, organization_id=organization_id, expected_version=expected_version, retry=True, **extra
     )
 
 

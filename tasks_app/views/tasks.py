@@ -434,18 +434,12 @@ def task_stop(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
 @login_required
 def task_retry(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     def apply(task, actor, version, post):
-        reason = post.get("status_reason", "").strip()
-        if not reason:
-            services.task_retry(task=task, actor=actor, organization_id=task.organization_id, expected_version=version)
-            return
-        # A retry with a reason: the same retry (task_retry is task_update with retry=True), reason recorded.
-        services.task_update(
+        services.task_retry(
             task=task,
             actor=actor,
             organization_id=task.organization_id,
             expected_version=version,
-            retry=True,
-            status_reason=reason,
+            reason=post.get("status_reason", "").strip(),
         )
 
     return _patch(request, org, task_id, "retry", apply)
