@@ -233,7 +233,7 @@ def run(args) -> bool:
     bare = Daphne(bare_env, work, "bare")
     try:
         taskdesk.start()
-        _start_bare(bare)
+        bare.start(ready_path="/")  # its urlconf has one route: a 404 from Django means it is up
 
         def td(*args, **kwargs):
             return load(*args, **kwargs, server=taskdesk.proc.pid)
@@ -345,36 +345,6 @@ def _py_spy(pid: int, seconds: float, out: str):
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     command = [binary, "record", "-p", str(pid), "-d", str(int(seconds)), "-o", out, "-r", "100", "-f", "raw", "--gil"]
     return subprocess.Popen(command)
-
-
-def _start_bare(bare) -> None:
-    """daphne on the bare settings (its urlconf has no /login/ to wait for: wait for a 405/404)."""
-    import subprocess
-    import urllib.error
-    import urllib.request
-
-    from tests.servers import wait_for_port
-
-    with open(bare.log, "ab") as log:
-        bare.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(bare.port), "dashboard.asgi:application"],
-            env=bare.env,
-            cwd=_common.ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for_port(bare.port, bare.proc, log=bare.log)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(bare.url + "/", timeout=2)  # noqa: S310
-            return
-        except urllib.error.HTTPError:
-            return  # Django answered
-        except Exception:
-            if bare.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bare daphne did not answer:\n{bare.log.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -82,8 +83,11 @@ def collectstatic(static_root: Path, env: dict[str, str]) -> None:
 class Daphne:
     """`daphne dashboard.asgi:application` on a free port."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "daphne") -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, name: str = "daphne", app: str = "dashboard.asgi:application"
+    ) -> None:
         self.env = env
+        self.app = app
         self.port = free_port()
         self.log = log_dir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
@@ -92,10 +96,10 @@ class Daphne:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Daphne":
+    def start(self, ready_path: str = "/login/") -> "Daphne":
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "dashboard.asgi:application"],
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
                 env=self.env,
                 cwd=BASE_DIR,
                 stdout=log,
@@ -106,8 +110,14 @@ class Daphne:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(self.url + "/login/", timeout=2)  # noqa: S310
+                urllib.request.urlopen(self.url + ready_path, timeout=2)  # noqa: S310
                 return self
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    return self  # Django answered (a 404 of a bare urlconf counts)
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"daphne answered {exc.code}:\n{self.log.read_text(errors='replace')[-4000:]}")
+                time.sleep(0.2)
             except Exception:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"daphne did not answer:\n{self.log.read_text(errors='replace')[-4000:]}")
