@@ -194,11 +194,14 @@ class Sockets:
 
 
 def run(sizes: list[int], events: int, org_tasks: int) -> None:
+    sys.path.insert(0, str(settings.BASE_DIR))
+    global stop_process
     from django.contrib.auth import get_user_model
     from django.test import Client
 
     from tasks_app import services
     from tasks_app.models import Membership, Organization, Role
+    from tests.servers import stop as stop_process
 
     acme = Organization.objects.create(slug="acme", name="Acme")
     alice = get_user_model().objects.create_user(username="alice", password="taskdesk")
@@ -231,11 +234,7 @@ def run(sizes: list[int], events: int, org_tasks: int) -> None:
                 results[name] = asyncio.run(measure(url, cookie, sizes, events, proc.pid, render_log, trigger))
                 size = results[name]["frame_bytes"]
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_process(proc)
                 drop_channel_keys()
     report(results, events)
 

@@ -141,8 +141,6 @@ def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory):
     try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        from tests.servers import stop
+
+        stop(proc)
