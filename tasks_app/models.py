@@ -293,6 +293,11 @@ class ActivityEntry(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    # A tool result's call, paired once when the result is appended (services.activity.pair_tool_results),
+    # so every reader shows the same pair without rescanning the log.
+    call = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="result", editable=False
+    )
 
     class Meta:
         verbose_name_plural = "activity entries"
@@ -304,6 +309,36 @@ class ActivityEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"
+
+    @property
+    def is_failure(self) -> bool:
+        """A tool result that reports a failure: "ok"/"success" false, "is_error" true, an error, or a failed status."""
+        return self.kind == ActivityKind.TOOL_RESULT and failure_of(self.tool_output) is not None
+
+    @property
+    def failure(self) -> str | None:
+        """What a failed tool result says went wrong ("" when it says nothing), None when it did not fail."""
+        return failure_of(self.tool_output) if self.kind == ActivityKind.TOOL_RESULT else None
+
+
+FAILED_STATUSES = frozenset({"failed", "failure", "error", "errored", "fail"})
+
+
+def failure_of(output) -> str | None:
+    """The one rule for a tool output that reports failure; returns its message ("" if none), else None."""
+    if not isinstance(output, dict):
+        return None
+    for name in ("error", "errors"):
+        error = output.get(name)
+        if error not in (None, "", False, [], {}):
+            message = error.get("message") if isinstance(error, dict) else error
+            return message if isinstance(message, str) else ""
+    status = output.get("status")
+    failed_status = isinstance(status, str) and status.strip().lower() in FAILED_STATUSES
+    if output.get("ok") is False or output.get("success") is False or output.get("is_error") is True or failed_status:
+        message = output.get("message") or output.get("reason") or output.get("detail")
+        return message if isinstance(message, str) else ""
+    return None
 
 
 class HitlDecision(models.TextChoices):

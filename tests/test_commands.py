@@ -109,6 +109,10 @@ def test_seed_demo_covers_the_whole_demo(db, django_user_model):
         "reasoning",
     }
     assert ActivityEntry.objects.filter(kind="tool_call", tool_arguments__isnull=False).exists()
+    # Every seeded result is paired with its call, and some of them failed.
+    results = ActivityEntry.objects.filter(kind="tool_result").select_related("call")
+    assert results.exists() and all(r.call and r.call.tool_call_id == r.tool_call_id for r in results)
+    assert any(r.is_failure for r in results) and not all(r.is_failure for r in results)
     paused = Task.objects.filter(status="paused")
     assert paused.exists()
     assert HitlRequest.objects.filter(decision__isnull=True).count() == paused.count()

@@ -458,6 +458,8 @@ def test_a_tool_call_and_its_result_are_one_entry_and_a_pair_of_events(face_worl
                     },
                     {"kind": "message", "role": "agent", "content": "checking"},
                     {"kind": "tool_result", "tool_name": "weather", "tool_call_id": "c1", "tool_output": {"t": 3}},
+                    {"kind": "tool_call", "tool_name": "forecast", "tool_arguments": {"q": "Oslo"}},
+                    {"kind": "tool_result", "tool_name": "forecast", "tool_output": {"ok": False, "error": "down"}},
                 ],
             )
 
@@ -466,8 +468,12 @@ def test_a_tool_call_and_its_result_are_one_entry_and_a_pair_of_events(face_worl
 
     task, seen, log = asyncio.run(scenario())
     calls = [m for m in log.messages if isinstance(m, AgentActivityThreadToolCall)]
-    assert len(calls) == 1 and len(log.messages) == 2
+    assert len(calls) == 2 and len(log.messages) == 3
     assert (calls[0].tool_name, calls[0].payload, calls[0].result) == ("weather", {"q": "Oslo"}, {"t": 3})
+    assert calls[0].is_error is False
+    # A failed result (no tool call id: paired with the open call of its tool) is an error.
+    failed = calls[1]
+    assert (failed.tool_name, failed.result, failed.is_error) == ("forecast", {"ok": False, "error": "down"}, True)
     request, result = (e for e in seen if e.type.value.startswith("tool_call"))
     assert request.type.value == "tool_call_request" and result.type.value == "tool_call_result"
     assert result.data["request_id"] == request.data["request_id"]

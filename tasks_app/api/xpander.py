@@ -28,8 +28,9 @@ A paused task's `hitl_request` is its pending HITL request (`wait_node_id`: the 
 at). PATCH's `payload_extension` (what asave sends: the whole object) replaces the stored one;
 `tool_call_payload_extension` (aupdate) merges into it.
 
-Activity log: a tool call and its result are one AgentActivityThreadToolCall (paired by
-tool_call_id, else the latest open call of the same tool), as the SDK models them.
+Activity log: a tool call and its result are one AgentActivityThreadToolCall (the pair the log
+stored when the result was appended: services.activity.pair_tool_results), as the SDK models
+them; `is_error` says whether the result reports a failure (ActivityEntry.is_failure).
 
 Event stream: `data: {type, task_id, organization_id, time, data}`; first a `connected` event
 (data null, the SDK's handshake), then `task_created`, `task_updated` and `task_finished` carrying
@@ -551,7 +552,7 @@ def activity_json(entry, result: ActivityEntry | None = None) -> dict[str, Any]:
             "tool_name": entry.tool_name or (result.tool_name if result is not None else "") or "tool",
             "payload": entry.tool_arguments,
             "result": output,
-            "is_error": False,
+            "is_error": (result or entry).is_failure,
         }
     if entry.kind == ActivityKind.REASONING:
         return {**base, "type": "think", "title": entry.content[:120] or "Reasoning", "confidence": 1.0,
@@ -561,32 +562,13 @@ def activity_json(entry, result: ActivityEntry | None = None) -> dict[str, Any]:
 
 
 def pair_tool_results(entries: list[ActivityEntry]) -> dict[int, ActivityEntry]:
-    """call pk -> its result: by tool_call_id, else the latest open call of the same tool before it."""
-    results: dict[int, ActivityEntry] = {}
-    open_calls: list[ActivityEntry] = []
-    for entry in entries:
-        if entry.kind == ActivityKind.TOOL_CALL:
-            open_calls.append(entry)
-        elif entry.kind == ActivityKind.TOOL_RESULT:
-            call = _call_of(entry, open_calls)
-            if call is not None:
-                results[call.pk] = entry
-                open_calls.remove(call)
-    return results
-
-
-def _call_of(result: ActivityEntry, calls: list[ActivityEntry]) -> ActivityEntry | None:
-    if result.tool_call_id:
-        return next((c for c in reversed(calls) if c.tool_call_id == result.tool_call_id), None)
-    return next((c for c in reversed(calls) if not c.tool_call_id and c.tool_name == result.tool_name), None)
+    """call pk -> its result, among `entries` (the pairs the log stored)."""
+    return {entry.call_id: entry for entry in entries if entry.call_id is not None}
 
 
 def call_for_result(result: ActivityEntry) -> ActivityEntry | None:
     """The tool call a result answers (for the event stream, which sees one entry at a time)."""
-    earlier = ActivityEntry.objects.filter(task_id=result.task_id, kind=ActivityKind.TOOL_CALL, pk__lt=result.pk)
-    if result.tool_call_id:
-        return earlier.filter(tool_call_id=result.tool_call_id).order_by("-pk").first()
-    return earlier.filter(tool_call_id="", tool_name=result.tool_name).order_by("-pk").first()
+    return result.call
 
 
 @_view("activity.list", "GET")
@@ -635,7 +617,7 @@ def _activity_data(entry) -> dict[str, Any]:
                 "payload": source.tool_arguments}  # fmt: skip
         if entry.kind == ActivityKind.TOOL_RESULT:
             data["result"] = entry.tool_output
-            data["is_error"] = False
+            data["is_error"] = entry.is_failure
         return data
     return activity_json(entry)
 

@@ -1,6 +1,13 @@
-"""Appending to a task's activity log (append-only; the task's version is kept)."""
+"""Appending to a task's activity log (append-only; the task's version is kept).
 
+A tool result is paired with the call it answers when it is appended (`ActivityEntry.call`):
+by tool call id when it has one, else the latest open call of the same tool without one.
+"""
+
+from collections.abc import Iterable
 from typing import Any
+
+from django.db.models import Q
 
 from ..models import ActivityEntry, ActivityKind, EventType, Task
 from .actors import Actor
@@ -89,9 +96,58 @@ def append_activity(
             for values in cleaned
         ]
         created = ActivityEntry.objects.bulk_create(rows)
+        _pair_new_results(locked, created)
         change.note(
             change="activity",
             after={"activity_ids": [row.pk for row in created], "kinds": sorted({row.kind for row in created})},
         )
         change.record(EventType.ACTIVITY, save=False)
     return created
+
+
+# How many earlier unanswered calls a new result is matched against (the newest ones).
+OPEN_CALLS_LIMIT = 200
+
+
+def pair_tool_results(
+    entries: Iterable[ActivityEntry], open_calls: Iterable[ActivityEntry] = ()
+) -> list[tuple[ActivityEntry, ActivityEntry]]:
+    """(call, result) pairs among `entries` (in log order), after the still-open `open_calls`.
+
+    A result answers the latest open call with its tool call id; one without an id answers the
+    latest open call of the same tool that has none. Each call gets one result.
+    """
+    calls = list(open_calls)
+    pairs = []
+    for entry in entries:
+        if entry.kind == ActivityKind.TOOL_CALL:
+            calls.append(entry)
+        elif entry.kind == ActivityKind.TOOL_RESULT:
+            if entry.tool_call_id:
+                call = next((c for c in reversed(calls) if c.tool_call_id == entry.tool_call_id), None)
+            else:
+                call = next((c for c in reversed(calls) if not c.tool_call_id and c.tool_name == entry.tool_name), None)
+            if call is not None:
+                calls.remove(call)
+                pairs.append((call, entry))
+    return pairs
+
+
+def _pair_new_results(task: Task, created: list[ActivityEntry]) -> None:
+    results = [entry for entry in created if entry.kind == ActivityKind.TOOL_RESULT]
+    if not results:
+        return
+    ids = {r.tool_call_id for r in results if r.tool_call_id}
+    names = {r.tool_name for r in results if not r.tool_call_id}
+    earlier = (
+        ActivityEntry.objects.filter(task_id=task.pk, kind=ActivityKind.TOOL_CALL, pk__lt=created[0].pk)
+        .filter(result__isnull=True)
+        .filter(Q(tool_call_id__in=ids) | Q(tool_call_id="", tool_name__in=names))
+        .only("pk", "kind", "tool_name", "tool_call_id")
+        .order_by("-pk")[:OPEN_CALLS_LIMIT]
+    )
+    pairs = pair_tool_results(created, reversed(list(earlier)))
+    for call, result in pairs:
+        result.call = call
+    if pairs:
+        ActivityEntry.objects.bulk_update([result for _, result in pairs], ["call"])

@@ -288,13 +288,15 @@ def _activity(task: Task, rng: random.Random, tools: list[str]) -> list[Activity
     def add(**values):
         nonlocal at
         at = at + timedelta(seconds=rng.randint(1, 20))
-        entries.append(ActivityEntry(task=task, organization_id=task.organization_id, created_at=at, **values))
+        entry = ActivityEntry(task=task, organization_id=task.organization_id, created_at=at, **values)
+        entries.append(entry)
+        return entry
 
     add(kind=ActivityKind.MESSAGE, role="user", content=task.input_text)
     add(kind=ActivityKind.REASONING, role="assistant", content="I should look up the context before acting.")
     for n, tool in enumerate(tools or ["search_tickets"]):
         call_id = f"call_{task.public_id}_{n}"
-        add(
+        call = add(
             kind=ActivityKind.TOOL_CALL,
             role="assistant",
             tool_name=tool,
@@ -303,34 +305,32 @@ def _activity(task: Task, rng: random.Random, tools: list[str]) -> list[Activity
             prompt_tokens=rng.randint(100, 2000),
             completion_tokens=rng.randint(10, 300),
         )
-        add(
+        result = add(
             kind=ActivityKind.TOOL_RESULT,
             role="tool",
             tool_name=tool,
             tool_call_id=call_id,
-            tool_output={"ok": rng.random() > 0.1, "items": rng.randint(0, 12)},
+            tool_output=_tool_output(rng),
         )
+        result.seeded_call = call  # its call_id once both have ids (_insert)
     if task.status == Status.COMPLETED:
         add(kind=ActivityKind.MESSAGE, role="assistant", content=task.result or "")
     return entries
+
+
+def _tool_output(rng: random.Random) -> dict:
+    """Mostly successes; now and then a failure as agents report one."""
+    if rng.random() > 0.1:
+        return {"ok": True, "items": rng.randint(0, 12)}
+    return {"ok": False, "error": rng.choice(["upstream timed out after 30 s", "429 Too Many Requests", "not found"])}
 
 
 def _insert(built) -> int:
     tasks = [b[0] for b in built]
     activity = [entry for b in built for entry in b[2]]
     hitls = [b[3] for b in built if b[3] is not None]
-    if connection.vendor == "postgresql":
-        # Take the ids from the sequence first, so the children can point at their task in COPY.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence('tasks_app_task', 'id')) FROM generate_series(1, %s)",
-                [len(tasks)],
-            )
-            for task, (pk,) in zip(tasks, cursor.fetchall(), strict=True):
-                task.id = pk
-        _write(Task, tasks, with_pk=True)
-    else:
-        Task.objects.bulk_create(tasks, batch_size=1000)
+    # Ids first (PostgreSQL: from the sequence), so the children can point at their task in COPY.
+    _write_with_ids(Task, tasks)
     _link_parents(tasks)
     for row in [b[1] for b in built] + activity + hitls:
         row.task_id = row.task.pk
@@ -341,21 +341,42 @@ def _insert(built) -> int:
     for event in events:
         # The task as seeded is the task as it was at its one event (streams replay it so).
         event.snapshot = task_snapshot(event.task, pending_hitl_id=pending.get(event.task_id))
-    for model, rows in ((TaskEvent, events), (ActivityEntry, activity)):
-        _write(model, rows)
+    _write(TaskEvent, events)
+    # A tool result points at its call (ActivityEntry.call): the calls need their ids first.
+    results = [entry for entry in activity if hasattr(entry, "seeded_call")]
+    if connection.vendor == "postgresql":
+        _take_ids(ActivityEntry, activity)
+        _link_results(results)
+        _write(ActivityEntry, activity, with_pk=True)
+    else:
+        ActivityEntry.objects.bulk_create(activity, batch_size=1000)
+        _link_results(results)
+        ActivityEntry.objects.bulk_update(results, ["call"], batch_size=1000)
     return len(tasks) * 2 + len(activity) + len(hitls)
+
+
+def _link_results(results: list[ActivityEntry]) -> None:
+    for result in results:
+        result.call_id = result.seeded_call.pk
+
+
+def _take_ids(model, rows: list) -> None:
+    """Ids from the table's sequence (PostgreSQL), so rows can point at each other before COPY."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT nextval(pg_get_serial_sequence('{model._meta.db_table}', 'id')) "  # noqa: S608
+            "FROM generate_series(1, %s)",
+            [len(rows)],
+        )
+        for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
+            row.id = pk
 
 
 def _write_with_ids(model, rows: list) -> None:
     if connection.vendor == "postgresql" and rows:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT nextval(pg_get_serial_sequence('{model._meta.db_table}', 'id')) "  # noqa: S608
-                "FROM generate_series(1, %s)",
-                [len(rows)],
-            )
-            for row, (pk,) in zip(rows, cursor.fetchall(), strict=True):
-                row.id = pk
+        _take_ids(model, rows)
         _write(model, rows, with_pk=True)
     else:
         model.objects.bulk_create(rows, batch_size=1000)  # returns the ids (PostgreSQL, SQLite)
