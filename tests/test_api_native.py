@@ -332,3 +332,28 @@ def test_a_task_is_put_on_the_jsonrpc_queue_explicitly_and_shows_its_worker(clie
     task_claim(organization=acme, actor=Actor.system("rpc"), queue="jsonrpc", worker=worker)
     read = send(client, "get", "/tasks/for-workers", **auth).json()
     assert (read["status"], read["assigned_worker"]) == ("executing", "w-7")
+
+
+def test_every_write_to_a_sub_task_keeps_its_parents_id(client, auth, task, acme, system_actor):
+    """The write path reads the parent's public id with the locked row: every answer and snapshot names it."""
+    task_create(organization=acme, actor=system_actor, id="t-2", title="Check one query", parent_id="t-1")
+    answers = [
+        send(client, "patch", "/tasks/t-2", {"status": "executing"}, **auth),
+        send(client, "post", "/tasks/t-2/metrics", {"prompt_tokens": 10, "completion_tokens": 2}, **auth),
+        send(client, "post", "/tasks/t-2/activity", {"kind": "reasoning", "content": "Reading."}, **auth),
+        send(client, "get", "/tasks/t-2", **auth),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 201, 200]
+    assert [a.json()["parent_id"] for a in answers if "parent_id" in a.json()] == ["t-1"] * 3
+    # Created, updated, metrics (an activity event keeps the snapshot before it).
+    snapshots = TaskEvent.objects.filter(task__public_id="t-2", snapshot__isnull=False).values_list("snapshot", flat=True)
+    assert [s["parent_public_id"] for s in snapshots] == ["t-1"] * 3
+
+
+def test_a_snapshot_written_with_a_wrong_parent_id_reads_back_the_real_parent(acme, task, system_actor):
+    from tasks_app.services.snapshots import task_at
+
+    task_create(organization=acme, actor=system_actor, id="t-2", title="Check one query", parent_id="t-1")
+    event = TaskEvent.objects.get(task__public_id="t-2")
+    event.snapshot["parent_public_id"] = acme.pk  # what the kernel wrote before its fix
+    assert task_at(event).parent_public_id == "t-1"

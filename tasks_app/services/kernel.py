@@ -70,8 +70,9 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
             None, ["id", "organization_id", "name"], [found.agent_id, organization_id, found._locked_agent_name]
         )
     if found.parent_id is not None:
-        parent = [found.parent_id, organization_id, found._locked_parent_public_id]
-        found.parent = Task.from_db(None, ["id", "organization_id", "public_id"], parent)
+        # from_db takes the values in the model's field order (Task: id, public_id, organization).
+        parent = [found.parent_id, found._locked_parent_public_id, organization_id]
+        found.parent = Task.from_db(None, ["id", "public_id", "organization_id"], parent)
     if found.assigned_worker_id is not None:
         worker = [found.assigned_worker_id, organization_id, found._locked_worker_name]
         found.assigned_worker = Worker.from_db(None, ["id", "organization_id", "name"], worker)

@@ -47,7 +47,12 @@ def task_from_snapshot(snapshot: dict[str, Any], *, pk: int, organization_id: in
     task = Task(id=pk, organization_id=organization_id, **values)
     if snapshot.get("agent") is not None:
         task.agent = Agent(id=snapshot.get("agent_pk"), organization_id=organization_id, name=snapshot["agent"])
-    task._parent_public_id = snapshot.get("parent_public_id")
+    parent_public_id = snapshot.get("parent_public_id")
+    if parent_public_id is not None and not isinstance(parent_public_id, str):
+        # Snapshots written before the kernel's parent fix hold the organization's pk here; a
+        # task's parent never changes, so its row names the right one.
+        parent_public_id = Task.objects.filter(pk=pk).values_list("parent__public_id", flat=True).first()
+    task._parent_public_id = parent_public_id
     task._assigned_worker_name = snapshot.get("assigned_worker")
     task.pending_hitl_id = snapshot.get("pending_hitl_id")
     task._from_snapshot = True
