@@ -346,7 +346,9 @@ def test_every_write_to_a_sub_task_keeps_its_parents_id(client, auth, task, acme
     assert [a.status_code for a in answers] == [200, 200, 201, 200]
     assert [a.json()["parent_id"] for a in answers if "parent_id" in a.json()] == ["t-1"] * 3
     # Created, updated, metrics (an activity event keeps the snapshot before it).
-    snapshots = TaskEvent.objects.filter(task__public_id="t-2", snapshot__isnull=False).values_list("snapshot", flat=True)
+    snapshots = TaskEvent.objects.filter(task__public_id="t-2", snapshot__isnull=False).values_list(
+        "snapshot", flat=True
+    )
     assert [s["parent_public_id"] for s in snapshots] == ["t-1"] * 3
 
 
