@@ -79,6 +79,16 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 RETRY_TARGET = Status.PENDING
 
+# A paused task whose HITL request a person closed: a rejection ends it as the request said
+# (`reject_status`); an approval, an answer and a dismissal all hand it back to its agent, which
+# reads the decision (a dismissal, like LangGraph Agent Inbox's "ignore", is nothing to act on).
+HITL_RESUME = Status.EXECUTING
+
+
+def status_after_hitl(decision: str, *, reject_status: str) -> str:
+    """The status a paused task takes when its HITL request is decided."""
+    return reject_status if decision == "rejected" else HITL_RESUME
+
 
 class TransitionError(ValueError):
     """A status change the lifecycle does not allow."""

@@ -344,8 +344,16 @@ def failure_of(output) -> str | None:
 class HitlDecision(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
+    # A person answered the agent's question (free text, or one of the options it offered).
+    RESPONDED = "responded", "Answered"
+    # Closed without a decision the agent should act on (LangGraph Agent Inbox's "ignore").
+    DISMISSED = "dismissed", "Dismissed"
     # The task left its pause some other way (stopped, resumed by the agent, deleted).
     WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+# What a request may do at its deadline (a person's other decisions need a person).
+HITL_TIMEOUT_CHOICES = [(d.value, d.label) for d in (HitlDecision.APPROVED, HitlDecision.REJECTED)]
 
 
 class HitlRequest(models.Model):
@@ -362,7 +370,7 @@ class HitlRequest(models.Model):
     requested_at = models.DateTimeField(default=timezone.now)
     deadline = models.DateTimeField(null=True, blank=True)
     # What happens at the deadline, and the status a rejection moves the task to.
-    on_timeout = models.CharField(max_length=16, choices=HitlDecision.choices, default=HitlDecision.REJECTED)
+    on_timeout = models.CharField(max_length=16, choices=HITL_TIMEOUT_CHOICES, default=HitlDecision.REJECTED)
     reject_status = models.CharField(max_length=20, choices=lifecycle.STATUS_CHOICES, default=lifecycle.Status.FAILED)
     decision = models.CharField(max_length=16, choices=HitlDecision.choices, null=True, blank=True)
     decided_by = models.ForeignKey(
@@ -371,6 +379,9 @@ class HitlRequest(models.Model):
     decided_by_label = models.CharField(max_length=200, blank=True, default="")
     reason = models.TextField(blank=True, default="")
     comment = models.TextField(blank=True, default="")
+    # A response's text: what the person typed, or the option they chose (then also chosen_option).
+    answer = models.TextField(blank=True, default="")
+    chosen_option = models.TextField(blank=True, default="")
     decided_at = models.DateTimeField(null=True, blank=True)
     expired = models.BooleanField(default=False)
 
@@ -382,6 +393,16 @@ class HitlRequest(models.Model):
         indexes = [
             models.Index(
                 fields=["organization", "requested_at"], condition=Q(decision__isnull=True), name="hitl_pending"
+            ),
+            # The inbox's "soonest deadline first" and its deadline filters.
+            models.Index(
+                fields=["organization", "deadline"], condition=Q(decision__isnull=True), name="hitl_pending_deadline"
+            ),
+            # The inbox's "decided" tab: newest decision first, by keyset.
+            models.Index(
+                fields=["organization", "-decided_at", "-id"],
+                condition=Q(decision__isnull=False),
+                name="hitl_decided",
             ),
         ]
 

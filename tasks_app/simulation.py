@@ -16,8 +16,9 @@ Per organization, four agents work the way real teams would run them:
 - a **native REST worker** (`/api/v1/`): files work and sub-tasks, claims, appends activity (a tool
   call and its result as one batch), reports metrics, pauses for a person with
   `POST /tasks/<id>/hitl` and finishes with `PATCH`. A paused task waits for a person in the
-  browser: the worker polls `GET /tasks/<id>/hitl`; approved -> it carries on and completes;
-  rejected or withdrawn -> the task already ended. It also adopts executing tasks nobody has
+  browser: the worker polls `GET /tasks/<id>/hitl`; approved or answered -> it carries on (with
+  the answer or chosen option) and completes; dismissed -> it carries on without the action it
+  proposed; rejected or withdrawn -> the task already ended. It also adopts executing tasks nobody has
   touched for a while (the seed's, or those a stopped simulator left behind).
 
 Writes are paced to `rate` changes per second in total. A 429 parks that agent until its
@@ -36,7 +37,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -519,29 +520,42 @@ class NativeWorker(QueueMixin, Agent):
         hitl = self.request("GET", f"/api/v1/tasks/{job.id}/hitl", write=False).json()
         if hitl["decision"] is None:
             return False
-        if hitl["decision"] != "approved":
+        decided_by = hitl["decided_by"]
+        if hitl["decision"] == "approved":
+            action = hitl.get("effective_payload") or {}
+            note = f"Approved by {decided_by}; going ahead with {action.get('action', 'the plan')}."
+        elif hitl["decision"] == "responded":
+            note = f"{decided_by} answered {hitl['answer']!r}; going ahead with that."
+        elif hitl["decision"] == "dismissed":
+            # Nothing to act on: the proposed action is skipped, the rest of the work goes on.
+            note = f"{decided_by} dismissed the request; skipping the proposed action."
+        else:
             # The decision already ended the task (rejected), or it left its pause another way.
-            self.forget(job, f"HITL {hitl['decision']} by {hitl['decided_by']}")
+            self.forget(job, f"HITL {hitl['decision']} by {decided_by}")
             return False
         job.waiting = False
         job.steps_left = 1
-        action = hitl.get("effective_payload") or {}
-        entry = {
-            "kind": "message",
-            "role": "assistant",
-            "content": f"Approved by {hitl['decided_by']}; going ahead with {action.get('action', 'the plan')}.",
-        }
+        entry = {"kind": "message", "role": "assistant", "content": note}
         self.request("POST", f"/api/v1/tasks/{job.id}/activity", json=entry)
-        self.changed(f"resumed {job.id} after approval by {hitl['decided_by']}")
+        self.changed(f"resumed {job.id} after the decision ({hitl['decision']}) of {decided_by}")
         return True
 
     def ask_a_person(self, job: Job) -> None:
-        body = {
-            "question": f"May I send the drafted reply for {job.title}?",
-            "details": "The agent drafted an answer and wants a person to check it first.",
-            "options": ["approve", "reject"],
-            "payload": {"action": "send_email", "to": "customer@example.com", "draft": "Your request was handled."},
-        }
+        if self.rng.random() < 0.5:
+            body = {
+                "question": f"May I send the drafted reply for {job.title}?",
+                "details": "The agent drafted an answer and wants a person to check it first.",
+                "payload": {"action": "send_email", "to": "customer@example.com", "draft": "Your request was handled."},
+            }
+        else:
+            body = {
+                "question": f"Which tone should the reply for {job.title} take?",
+                "details": "The customer wrote twice; the agent is unsure how formal to be.",
+                "options": ["Formal", "Friendly", "Brief"],
+            }
+        if self.rng.random() < 0.5:
+            minutes = self.rng.choice([20, 90, 600])
+            body["deadline"] = (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
         self.request("POST", f"/api/v1/tasks/{job.id}/hitl", json=body)
         job.waiting = job.hitl_asked = True
         job.hitl_checked_at = time.monotonic()

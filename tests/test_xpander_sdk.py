@@ -423,6 +423,47 @@ def test_a_paused_task_carries_its_hitl_request(face_world):
     assert resumed.status.value == "executing" and resumed.hitl_request is None
 
 
+def test_an_answer_or_a_dismissal_reaches_the_agent_through_its_activity_thread(face_world):
+    """The SDK's Task models hitl_request as {wait_node_id} alone: the person's answer reaches an
+    xpander agent as a user message in its thread (Task.aget_activity_log, and `chunk` events)."""
+    from xpander_sdk import AgentExecutionStatus, Tasks
+
+    from tasks_app.services import Actor, hitl_decide, hitl_request
+
+    cfg = _config(face_world)
+    agent, reviewer = Actor.system("agent"), Actor.system("reviewer")
+
+    async def create(prompt):
+        tasks = Tasks(configuration=cfg)
+        task = await tasks.acreate(agent_id="hitl-bot", prompt=prompt, events_streaming=True)
+        await task.aset_status(AgentExecutionStatus.Executing)
+        return task.id
+
+    answered_id, dismissed_id = asyncio.run(create("which carrier?")), asyncio.run(create("send it?"))
+    org = face_world.acme.pk
+    options = ["DHL", "UPS"]
+    asked = hitl_request(task=answered_id, actor=agent, organization_id=org, question="Carrier?", options=options)
+    ignored = hitl_request(task=dismissed_id, actor=agent, organization_id=org, question="Send the email?")
+
+    async def read(task_id):
+        task = await Tasks(configuration=cfg).aget(task_id=task_id)
+        return task, await task.aget_activity_log()
+
+    paused, before = asyncio.run(read(answered_id))
+    assert paused.status.value == "paused" and paused.hitl_request is not None and before.messages == []
+    hitl_decide(hitl=asked, actor=reviewer, organization_id=org, decision="responded", option="UPS")
+    hitl_decide(hitl=ignored, actor=reviewer, organization_id=org, decision="dismissed", comment="not needed")
+
+    answered, answered_log = asyncio.run(read(answered_id))
+    dismissed, dismissed_log = asyncio.run(read(dismissed_id))
+    assert answered.status.value == "executing" and answered.hitl_request is None
+    assert [(m.role, m.content.text) for m in answered_log.messages] == [("user", "UPS")]
+    assert dismissed.status.value == "executing" and dismissed.hitl_request is None
+    assert [(m.role, m.content.text) for m in dismissed_log.messages] == [
+        ("user", "Dismissed without an answer: not needed")
+    ]
+
+
 def test_a_tool_call_and_its_result_are_one_entry_and_a_pair_of_events(face_world):
     from xpander_sdk import Tasks
     from xpander_sdk.models.activity import AgentActivityThreadToolCall

@@ -54,8 +54,9 @@ defaults to 20/minute as the seed documents). A refused call changes nothing.
 
 Events: `event_message()` renders a TaskEvent in ClaudeBench's shape `{type, payload, metadata,
 timestamp (ms)}`: task.created {createdBy}, task.claimed {taskId, workerId}, task.completed
-{id, status, duration}, task.updated (seed 002) {updatedBy, changes}; the payload is the task as
-it was at that event. Stream it with GET /api/v1/events?format=jsonrpc.
+{id, status, duration}, task.updated (seed 002) {updatedBy, changes}, and the HITL events
+task.hitl_requested / task.hitl_decided {updatedBy, changes, hitl: {hitl_id, question | decision,
+reason, comment, answer, option}}; the payload is the task as it was at that event. Stream it with GET /api/v1/events?format=jsonrpc.
 """
 
 import json
@@ -171,11 +172,16 @@ def face_changes(changes: list[str]) -> list[str]:
     return [face_name for name, face_name in FIELD_NAMES.items() if name in changes]
 
 
+# What a HITL event's metadata carries: the request (hitl_id, question) and its decision.
+HITL_FACTS = ("hitl_id", "question", "decision", "reason", "comment", "answer", "option")
+
+
 def event_message(event: TaskEvent) -> dict[str, Any]:
     """A TaskEvent in ClaudeBench's event shape; the payload is the task as it was at the event.
 
     task.created carries `createdBy`, task.claimed `{taskId, workerId}`, task.completed
-    `{id, status, duration (ms since creation)}`; every other change is seed 002's task.updated.
+    `{id, status, duration (ms since creation)}`; every other change is seed 002's task.updated,
+    and a HITL event's metadata also has `hitl` (the question, then the decision and answer).
     """
     task = task_at(event) or event.task
     if event.type == EventType.CREATED:
@@ -192,6 +198,9 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
     else:
         payload = task_result(task)
         metadata = {"updatedBy": event.actor_label, "changes": face_changes(list(event.changes))}
+        if event.type in (EventType.HITL_REQUESTED, EventType.HITL_DECIDED):
+            # A worker paused for a person reads the question, and then the decision, here.
+            metadata["hitl"] = {key: event.after[key] for key in HITL_FACTS if key in (event.after or {})}
     return {
         "type": event.type,
         "payload": payload,

@@ -402,7 +402,8 @@ def get_hitl(request, task_id: str):
 @router.post(
     "/tasks/{task_id}/hitl/decision",
     response=responses({200: HitlOut}),
-    summary="Decide the task's pending HITL request (approve may amend the payload)",
+    summary="Decide the task's pending HITL request: approve (may amend the payload), reject, answer, choose an "
+    "option, or dismiss",
 )
 def decide_hitl(request, task_id: str, payload: HitlDecisionIn):
     token = _token(request, "hitl.decide")
@@ -413,9 +414,11 @@ def decide_hitl(request, task_id: str, payload: HitlDecisionIn):
         hitl=hitl,
         actor=_actor(token),
         organization_id=token.organization_id,
-        approve=payload.approve,
-        reason=payload.reason,
+        decision=payload.decision,
+        reason=getattr(payload, "reason", ""),
         comment=payload.comment,
+        answer=getattr(payload, "answer", ""),
+        option=getattr(payload, "option", None),
         amended_payload=getattr(payload, "amended_payload", None),
     )
     return Status(200, HitlOut.from_hitl(decided))

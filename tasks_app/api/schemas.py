@@ -1,7 +1,7 @@
 """Request and response bodies of the native REST API (/api/v1/); unknown fields are refused."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from ninja import Schema
 from pydantic import (
@@ -286,16 +286,43 @@ class HitlApproveIn(StrictIn):
     comment: str = Field("", max_length=2000, pattern=NO_NUL)
     amended_payload: Any = Field(None, description="Replaces the proposed payload (approvals only).")
 
+    decision: ClassVar[str] = HitlDecision.APPROVED
+
 
 class HitlRejectIn(StrictIn):
     approve: Literal[False]
     reason: str = Field(max_length=2000, pattern=NON_BLANK, description="A rejection needs a reason.")
     comment: str = Field("", max_length=2000, pattern=NO_NUL)
 
+    decision: ClassVar[str] = HitlDecision.REJECTED
 
-# Two shapes, so the schema states what the service checks: only a rejection needs a reason,
-# only an approval may amend the payload.
-HitlDecisionIn = HitlApproveIn | HitlRejectIn
+
+class HitlRespondIn(StrictIn):
+    answer: str = Field(
+        max_length=20000, pattern=NON_BLANK, description="The answer to the agent's question, in your own words."
+    )
+    comment: str = Field("", max_length=2000, pattern=NO_NUL)
+
+    decision: ClassVar[str] = HitlDecision.RESPONDED
+
+
+class HitlChooseIn(StrictIn):
+    option: Text = Field(description="One of the request's `options`, exactly; recorded as the answer.")
+    comment: str = Field("", max_length=2000, pattern=NO_NUL)
+
+    decision: ClassVar[str] = HitlDecision.RESPONDED
+
+
+class HitlDismissIn(StrictIn):
+    dismiss: Literal[True] = Field(description="Close the request without a decision the agent should act on.")
+    comment: str = Field("", max_length=2000, pattern=NO_NUL)
+
+    decision: ClassVar[str] = HitlDecision.DISMISSED
+
+
+# One shape per decision, so the schema states what the service checks: only a rejection needs a
+# reason, only an approval may amend the payload, a response is an answer or one of the options.
+HitlDecisionIn = HitlApproveIn | HitlRejectIn | HitlRespondIn | HitlChooseIn | HitlDismissIn
 
 
 class HitlOut(Schema):
@@ -315,6 +342,8 @@ class HitlOut(Schema):
     decided_at: datetime | None
     reason: str
     comment: str
+    answer: str = Field(description="A response's answer: the text, or the chosen option.")
+    chosen_option: str | None = Field(description="The option a response chose, if it chose one.")
     expired: bool
 
     @staticmethod
@@ -322,6 +351,7 @@ class HitlOut(Schema):
         values = {name: getattr(hitl, name) for name in HitlOut.model_fields if name not in ("decided_by", "task_id")}
         values["decided_by"] = hitl.decided_by_label
         values["task_id"] = hitl.task.public_id
+        values["chosen_option"] = hitl.chosen_option or None
         return values
 
 

@@ -1,4 +1,9 @@
-"""Human in the loop: a task pauses for a person's decision, and the first decision wins."""
+"""Human in the loop: a task pauses for a person's decision, and the first decision wins.
+
+The one place a request is decided (`hitl_decide`: approve, reject, respond, dismiss) and the one
+rule of who may decide (`may_decide_hitl`); what status the task then takes is lifecycle's
+(`lifecycle.status_after_hitl`).
+"""
 
 from datetime import datetime
 from typing import Any
@@ -8,9 +13,10 @@ from django.utils import timezone
 
 from .. import lifecycle
 from ..lifecycle import Status
-from ..models import EDIT_ROLES, ActorKind, EventType, HitlDecision, HitlRequest, Membership, Task
+from ..models import EDIT_ROLES, ActivityKind, ActorKind, EventType, HitlDecision, HitlRequest, Membership, Task
+from .activity import append_activity
 from .actors import Actor
-from .errors import Errors, HitlAlreadyDecided, HitlError, NotAllowed, TransitionRefused
+from .errors import Errors, HitlAlreadyDecided, HitlError, InvalidInput, NotAllowed, TransitionRefused
 from .kernel import Change, changing, lock_task
 from .validation import clean_datetime, json_problem, text_problem
 
@@ -110,34 +116,97 @@ def may_decide_hitl(actor: Actor, organization_id: int) -> bool:
     return Membership.objects.filter(user=user, organization_id=organization_id, role__in=EDIT_ROLES).exists()
 
 
+# What a person may decide (the deadline decides only as the request's on_timeout says).
+DECISIONS: tuple[str, ...] = (
+    HitlDecision.APPROVED,
+    HitlDecision.REJECTED,
+    HitlDecision.RESPONDED,
+    HitlDecision.DISMISSED,
+)
+ANSWER_LIMIT = 20_000
+DISMISSED_MESSAGE = "Dismissed without an answer."
+
+
+def _stripped(value: Any) -> Any:
+    if value is None:
+        return ""
+    return value.strip() if isinstance(value, str) else value
+
+
+def _check_decision(
+    errors: Errors, decision: Any, *, reason: Any, answer: Any, option: Any, amended_payload: Any
+) -> None:
+    """What each decision takes; every problem is collected before anything is locked."""
+    if decision not in DECISIONS:
+        errors.add("decision", f"Must be one of: {', '.join(DECISIONS)}.")
+        return
+    if decision == HitlDecision.REJECTED and not reason:
+        errors.add("reason", "A rejection needs a reason.")
+    if reason and decision not in (HitlDecision.APPROVED, HitlDecision.REJECTED):
+        errors.add("reason", "Only an approval or a rejection takes a reason; use the comment.")
+    if amended_payload is not None:
+        if decision != HitlDecision.APPROVED:
+            errors.add("amended_payload", "Only an approval can amend the payload.")
+        elif problem := json_problem(amended_payload):
+            errors.add("amended_payload", problem)
+    if decision == HitlDecision.RESPONDED:
+        if option is not None and answer:
+            errors.add("answer", "Answer in your own words or choose an option, not both.")
+        elif option is None and not answer:
+            errors.add("answer", "An answer is required.")
+    elif answer or option is not None:
+        errors.add("answer" if answer else "option", "Only a response carries an answer or an option.")
+    if option is not None and not isinstance(option, str):
+        errors.add("option", "Must be a string.")
+
+
+def _thread_message(hitl: HitlRequest) -> str:
+    """What the person's decision says to the agent in its activity thread ("" for nothing).
+
+    Agents that read only their thread (xpander's SDK, Agentex's stream) learn the answer, or that
+    the request was dismissed, from this message; approvals and rejections speak through the
+    task's status, as before.
+    """
+    if hitl.decision == HitlDecision.RESPONDED:
+        return hitl.answer
+    if hitl.decision == HitlDecision.DISMISSED:
+        return f"{DISMISSED_MESSAGE[:-1]}: {hitl.comment}" if hitl.comment else DISMISSED_MESSAGE
+    return ""
+
+
 def hitl_decide(
     *,
     hitl: HitlRequest | int,
     actor: Actor,
-    approve: bool,
+    decision: str | None = None,
+    approve: bool | None = None,
     organization_id: int | None = None,
     reason: str = "",
     comment: str = "",
+    answer: str = "",
+    option: str | None = None,
     amended_payload: Any = None,
     expired: bool = False,
 ) -> HitlRequest:
-    """Approve (task resumes executing) or reject (task ends as the request says); first decision wins."""
+    """Close a pending request with a decision; the first decision wins, a later one is refused
+    naming who decided (HitlAlreadyDecided).
+
+    - approved: the task resumes (lifecycle.status_after_hitl); the payload may be amended.
+    - rejected: needs a reason; the task ends as the request said (its reject_status).
+    - responded: the person's answer to the agent's question, in their words (`answer`) or one of
+      the options the agent offered (`option`, recorded as chosen_option and as the answer).
+    - dismissed: closed without a decision the agent should act on; the task resumes.
+    A response or a dismissal is also posted to the task's activity thread as the person's message
+    (`_thread_message`). `approve=True/False` is short for decision approved/rejected.
+    """
+    if decision is None and approve is not None:
+        decision = HitlDecision.APPROVED if approve else HitlDecision.REJECTED
     errors = Errors()
-    reason = reason.strip() if isinstance(reason, str) else reason
-    comment = comment.strip() if isinstance(comment, str) else comment
-    if reason is None:
-        reason = ""
-    if comment is None:
-        comment = ""
+    reason, comment, answer = _stripped(reason), _stripped(comment), _stripped(answer)
     _text(errors, "reason", reason, 2_000)
     _text(errors, "comment", comment, 2_000)
-    if not approve and not reason:
-        errors.add("reason", "A rejection needs a reason.")
-    if amended_payload is not None:
-        if not approve:
-            errors.add("amended_payload", "Only an approval can amend the payload.")
-        elif problem := json_problem(amended_payload):
-            errors.add("amended_payload", problem)
+    _text(errors, "answer", answer, ANSWER_LIMIT)
+    _check_decision(errors, decision, reason=reason, answer=answer, option=option, amended_payload=amended_payload)
     errors.raise_if_any()
 
     pk = hitl.pk if isinstance(hitl, HitlRequest) else hitl
@@ -153,30 +222,39 @@ def hitl_decide(
             raise HitlError(f"HITL request not found: {pk}")
         if not locked_hitl.is_pending:
             raise HitlAlreadyDecided(locked_hitl)
+        if option is not None and option not in (locked_hitl.options or []):
+            raise InvalidInput({"option": ["Not one of the options this request offers."]})
         locked = lock_task(Task(pk=locked_hitl.task_id, organization_id=locked_hitl.organization_id))
         if locked.status != Status.PAUSED:
             raise HitlError(f"The task is no longer paused (it is {locked.status}); the request cannot be decided.")
-        target = Status.EXECUTING if approve else locked_hitl.reject_status
         change = Change(locked, actor)
-        locked_hitl.decision = HitlDecision.APPROVED if approve else HitlDecision.REJECTED
+        locked_hitl.decision = decision
         locked_hitl.decided_by = actor.user_or_none
         locked_hitl.decided_by_label = actor.label[:200]
         locked_hitl.decided_at = change.now
         locked_hitl.reason = reason
         locked_hitl.comment = comment
+        locked_hitl.answer = option if option is not None else answer
+        locked_hitl.chosen_option = option or ""
         locked_hitl.amended_payload = amended_payload
         locked_hitl.expired = expired
         locked_hitl.save()
         change.pending_hitl_id = None  # decided: moving on is not a withdrawal
-        change.move_to(target, values={} if approve else {"status_reason": reason})
-        change.note(
-            after={"hitl_id": locked_hitl.pk, "decision": locked_hitl.decision, "reason": reason, "comment": comment}
-        )
+        rejected = decision == HitlDecision.REJECTED
+        target = lifecycle.status_after_hitl(decision, reject_status=locked_hitl.reject_status)
+        change.move_to(target, values={"status_reason": reason} if rejected else {})
+        facts = {"hitl_id": locked_hitl.pk, "decision": decision, "reason": reason, "comment": comment}
+        if decision == HitlDecision.RESPONDED:
+            facts.update(answer=locked_hitl.answer, option=locked_hitl.chosen_option or None)
+        change.note(after=facts)
         if amended_payload is not None:
             change.note(
                 change="payload", before={"payload": locked_hitl.proposed_payload}, after={"payload": amended_payload}
             )
         change.record(EventType.HITL_DECIDED, force=True)
+        if message := _thread_message(locked_hitl):
+            entry = {"kind": ActivityKind.MESSAGE, "role": "user", "content": message}
+            append_activity(task=locked, actor=actor, entries=[entry])
     return locked_hitl
 
 
@@ -198,7 +276,7 @@ def hitl_expire_due(*, now: datetime | None = None, organization_ids: list[int] 
                 hitl=pk,
                 organization_id=organization_id,
                 actor=actor,
-                approve=on_timeout == HitlDecision.APPROVED,
+                decision=on_timeout,
                 reason="timed out",
                 expired=True,
             )
