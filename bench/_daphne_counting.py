@@ -26,9 +26,9 @@ _render = live_fragments.render_event_html
 _log = open(os.environ["BENCH_RENDER_LOG"], "a", buffering=1)  # noqa: SIM115 (open for the process's life)
 
 
-def counting_render(event, *, page: str, can_edit: bool) -> str:
+def counting_render(event, *, page: str, can_edit: bool, **view) -> str:
     _log.write(f"{event.pk} {page}\n")
-    return _render(event, page=page, can_edit=can_edit)
+    return _render(event, page=page, can_edit=can_edit, **view)
 
 
 live_fragments.render_event_html = counting_render

@@ -1,8 +1,8 @@
 """Websocket consumers of the dashboard's live pages: thin readers registered with the live hub.
 
 Routes (tasks_app/routing.py), behind origin validation and session auth (dashboard/asgi.py):
-- `/ws/tasks/?after=<org:id,org:id>`: the task list, every organization the signed-in user
-  is a member of.
+- `/ws/tasks/?after=<org:id,org:id>&view=<the list's query>`: the task list, every organization
+  the signed-in user is a member of, as the page's view (filters and sort) shows it.
 - `/ws/approvals/?after=<org:id,...>`: the HITL inbox; the same organizations.
 - `/ws/tasks/<org slug>/<task id>/?after=<event id>`: one task's detail page, if one of the
   user's organizations holds it.
@@ -23,6 +23,7 @@ Close codes: 4401 signed out (logout, expiry, password change), 4403 no longer a
 4404 no such task, 4409 too far behind (reload). The page (static/js/live.js) acts on them.
 """
 
+import json
 import logging
 import re
 from urllib.parse import parse_qs
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
+
+
+def _view_from(raw: str) -> str:
+    """A list view's canonical key (selectors.TaskFilters.query) from its URL query."""
+    return selectors.task_filters_for_view(raw).query
 
 
 def _after_from(scope) -> int | dict[int, int] | None:
@@ -63,6 +69,7 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
     list_page = "list"
 
     registration: Registration | None = None
+    view = ""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -77,6 +84,9 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.page, self.task_pk, self.orgs = access
+        if self.page == "list":
+            views = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("view")
+            self.view = _view_from(views[-1]) if views else ""
         self.identity = Identity.from_scope(self.scope)
         await self.accept()
         self.registration = await hub_for_running_loop().attach(self, _after_from(self.scope))
@@ -101,7 +111,16 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             self.registration = None
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        """Client frames are ignored: the socket only pushes."""
+        """A list page's new view (`{"view": "<query>"}`); every other frame is ignored."""
+        if getattr(self, "page", None) != "list" or not text_data or len(text_data) > selectors.VIEW_MAX + 20:
+            return
+        try:
+            raw = json.loads(text_data).get("view")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(raw, str):
+            # Pushes from now on are judged by the new view; the hub reads it per event.
+            self.view = _view_from(raw)
 
     # --- what the hub calls ---------------------------------------------------------------
 

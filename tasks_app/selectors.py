@@ -5,19 +5,20 @@ import binascii
 import json
 import math
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
-from django.http import Http404
+from django.http import Http404, QueryDict
 
 from . import lifecycle, models
 from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Organization, Role, Task, TaskEvent
 from .services import counters
 from .services.errors import TaskNotFound
-from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok
+from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok, text_problem
 
 EDIT_ROLES = models.EDIT_ROLES
 
@@ -183,8 +184,16 @@ DEFAULT_SORT = "-created"
 PAGE_SIZE = 50
 
 
+Q_MAX = 200  # longest search text the list takes
+# A filtered list's total counts at most this many rows (the status counters give exact totals
+# where the filter allows: statuses alone, or nothing).
+TOTAL_CAP = 10_000
+
+
 @dataclass(frozen=True)
 class TaskFilters:
+    """What a list view shows: its filters and its sort (the view's rules, also its URL query)."""
+
     statuses: tuple[str, ...] = ()
     agents: tuple[str, ...] = ()  # agent names
     source: str = ""
@@ -207,26 +216,105 @@ class TaskFilters:
             or self.q
         )
 
-    def matches(self, task: Task, *, has_pending_hitl: bool = False) -> bool:
-        """Whether a task passes these filters (for marking pushed rows that no longer match)."""
-        if self.statuses and task.status not in self.statuses:
-            return False
-        if self.agents and (task.agent is None or task.agent.name not in self.agents):
-            return False
-        if self.source and task.source != self.source:
-            return False
-        if self.has_pending_hitl is not None and has_pending_hitl != self.has_pending_hitl:
-            return False
-        if self.updated_after and task.updated_at < self.updated_after:
-            return False
-        if self.updated_before and task.updated_at > self.updated_before:
-            return False
+    @property
+    def counted_by_status(self) -> bool:
+        """True when the write path's status counters give this view's total exactly."""
+        return replace(self, statuses=()).is_default
+
+    @property
+    def query(self) -> str:
+        """The canonical URL query of this view ("" for the default one): its key for live pushes.
+
+        `parse_task_filters(QueryDict(filters.query))` gives the same filters back.
+        """
+        params: list[tuple[str, str]] = [("status", status) for status in self.statuses]
+        params += [("agent", agent) for agent in self.agents]
+        if self.source:
+            params.append(("source", self.source))
+        if self.has_pending_hitl is not None:
+            params.append(("hitl", "yes" if self.has_pending_hitl else "no"))
+        for name, value, whole_day in (
+            ("updated_after", self.updated_after, time.min),
+            ("updated_before", self.updated_before, time.max),
+        ):
+            if value is not None:
+                day = value.date()
+                exact = value == datetime.combine(day, whole_day, tzinfo=UTC)
+                params.append((name, day.isoformat() if exact else value.isoformat()))
         if self.q:
-            needle = self.q.strip()
-            in_text = needle.lower() in task.title.lower() or needle.lower() in task.input_text.lower()
-            if not (task.public_id.startswith(needle) or in_text):
-                return False
-        return True
+            params.append(("q", self.q))
+        if self.sort != DEFAULT_SORT:
+            params.append(("sort", self.sort))
+        return urlencode(params)
+
+
+def _parse_day(raw: str, *, end: bool) -> datetime:
+    """A date (or date-time) from a filter field, as an aware UTC datetime."""
+    raw = raw.strip()
+    if len(raw) == 10:
+        day = date.fromisoformat(raw)
+        return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
+    return clean_datetime(datetime.fromisoformat(raw))  # ValueError for offsets PostgreSQL refuses
+
+
+def parse_task_filters(params) -> tuple[TaskFilters, list[str]]:
+    """TaskFilters from a URL query (a QueryDict), plus a message for each part that was ignored."""
+    errors: list[str] = []
+    # A value no stored text can match (NUL, lone surrogates) is dropped, like any unusable filter.
+    unusable = {name for name, values in params.lists() if any(text_problem(v) for v in values)}
+    if unusable:
+        errors.append(f"Ignored {', '.join(sorted(unusable))}: text with NUL characters matches nothing.")
+        params = params.copy()
+        for name in unusable:
+            params.pop(name)
+    statuses = []
+    for status in params.getlist("status"):
+        if status in lifecycle.STATUS_LABELS:
+            statuses.append(status)
+        elif status:
+            errors.append(f"Unknown status {status!r} ignored; expected one of: {', '.join(lifecycle.STATUSES)}.")
+    agents = tuple(a.strip() for a in params.getlist("agent") if a.strip())
+    hitl_raw = params.get("hitl", "")
+    has_pending_hitl = {"": None, "yes": True, "no": False}.get(hitl_raw)
+    if hitl_raw not in ("", "yes", "no"):
+        errors.append(f"The HITL filter is yes or no, not {hitl_raw!r}; ignored.")
+    bounds: dict[str, datetime | None] = {"updated_after": None, "updated_before": None}
+    for name in bounds:
+        raw = params.get(name, "")
+        if not raw:
+            continue
+        try:
+            bounds[name] = _parse_day(raw, end=name == "updated_before")
+        except ValueError:
+            label = "Updated from" if name == "updated_after" else "Updated to"
+            errors.append(f"{label}: {raw!r} is not a date (YYYY-MM-DD); ignored.")
+    q = params.get("q", "").strip()
+    if len(q) > Q_MAX:
+        errors.append(f"The search text was cut to {Q_MAX} characters.")
+        q = q[:Q_MAX]
+    sort = params.get("sort", "") or DEFAULT_SORT
+    if sort.lstrip("-") not in SORT_FIELDS or sort.count("-") > 1:
+        errors.append(f"Unknown sort {sort!r}; showing newest first.")
+        sort = DEFAULT_SORT
+    filters = TaskFilters(
+        statuses=tuple(dict.fromkeys(statuses)),
+        agents=agents,
+        source=params.get("source", "").strip()[:100],
+        has_pending_hitl=has_pending_hitl,
+        updated_after=bounds["updated_after"],
+        updated_before=bounds["updated_before"],
+        q=q,
+        sort=sort,
+    )
+    return filters, errors
+
+
+def task_filters_for_view(view: str) -> TaskFilters:
+    """The filters of a view key (TaskFilters.query); what cannot be used is left out, as on the page."""
+    return parse_task_filters(QueryDict(view[:VIEW_MAX]))[0]
+
+
+VIEW_MAX = 2_000
 
 
 class BadCursor(ValueError):
@@ -262,6 +350,43 @@ def filter_tasks(qs: QuerySet[Task], filters: TaskFilters) -> QuerySet[Task]:
         # Ids are pasted whole or in part from logs: match their start; titles and input anywhere.
         qs = qs.filter(Q(public_id__startswith=q) | Q(title__icontains=q) | Q(input_text__icontains=q))
     return qs
+
+
+def task_matches(task_pk: int, filters: TaskFilters) -> bool:
+    """Whether a (live) task is in a list view: the list's own filter, asked of one row.
+
+    Pushed changes are judged by this, so a view and what it is told about can never disagree.
+    """
+    return filter_tasks(Task.objects.filter(pk=task_pk, deleted_at__isnull=True), filters).exists()
+
+
+def sort_moves(sort: str, event: TaskEvent) -> bool:
+    """Whether an event can move its task in a list sorted by `sort` (a new task always can)."""
+    if event.type == models.EventType.CREATED:
+        return True
+    field, _ = _sort_spec(sort)
+    if field == "updated_at":
+        # Every change but an activity entry bumps updated_at (services.kernel).
+        return event.type != models.EventType.ACTIVITY
+    return field in (event.changes or [])
+
+
+@dataclass(frozen=True)
+class TaskTotal:
+    count: int
+    exact: bool  # False: at least `count` (TOTAL_CAP) rows, not counted further
+
+
+def count_tasks(organization_ids: list[int], filters: TaskFilters, qs: QuerySet[Task]) -> TaskTotal:
+    """How many tasks a list view holds, in one query whatever the table's size.
+
+    Statuses alone (or no filter): the sum of the counts the write path keeps (exact). Any other
+    filter: the filtered rows counted up to TOTAL_CAP (`qs` is the view's filtered queryset).
+    """
+    if filters.counted_by_status:
+        return TaskTotal(counters.total_for(organization_ids, filters.statuses), exact=True)
+    found = qs.order_by()[: TOTAL_CAP + 1].count()
+    return TaskTotal(min(found, TOTAL_CAP), exact=found <= TOTAL_CAP)
 
 
 def _sort_spec(sort: str) -> tuple[str, bool]:
@@ -318,6 +443,12 @@ def _decode_cursor(sort: str, cursor: str):
     if not (valid_pk and valid_value):
         raise BadCursor("Invalid page cursor.")
     return value, pk
+
+
+def task_cursor(task: Task, sort: str) -> str:
+    """The keyset cursor that continues a page after `task` in `sort` order (its `after`)."""
+    field, _ = _sort_spec(sort)
+    return _encode_cursor(sort, getattr(task, field), task.pk)
 
 
 def paginate_tasks(

@@ -7,6 +7,7 @@ channel layer when it is Redis); the hub reads the log and pushes each event to 
 """
 
 import asyncio
+import json
 import time
 from collections import Counter
 
@@ -38,14 +39,15 @@ XSS = "<img src=x onerror=alert(1)>"
 
 @pytest.fixture(autouse=True)
 def renders(monkeypatch):
-    """Counts the renders of the fragment cache by (event, page, can_edit)."""
+    """Counts the renders of the fragment cache by (event, page, can_edit[, list view])."""
     live_cache.fragments.clear()
     calls: Counter = Counter()
     real = live_fragments.render_event_html
 
-    def counting(event, *, page, can_edit):
-        calls[(event.pk, page, can_edit)] += 1
-        return real(event, page=page, can_edit=can_edit)
+    def counting(event, *, page, can_edit, view=""):
+        # A list page's view joins the key only where it has one (the default view renders as before).
+        calls[(event.pk, page, can_edit, *([view] if view else []))] += 1
+        return real(event, page=page, can_edit=can_edit, view=view)
 
     monkeypatch.setattr(live_fragments, "render_event_html", counting)
     yield calls
@@ -505,3 +507,76 @@ async def test_a_changed_role_changes_the_controls_pushed_from_then_on(
     assert event_ids(html) == [await newest_event_id(acme_task)]
     assert "<form" not in html and "hx-post" not in html and "hx-patch" not in html
     await sock.disconnect()
+
+
+# --- a list page's view: what is pushed is judged by the page's own filters -----------------
+
+
+def _list_news(html: str) -> dict[str, str] | None:
+    import re
+
+    marker = re.search(r"<template data-list-news([^>]*)></template>", html)
+    return dict(re.findall(r'data-([a-z]+)="([^"]*)"', marker.group(1))) if marker else None
+
+
+async def test_a_filtered_list_is_told_a_non_matching_change_is_not_new_and_a_matching_one_is(
+    cookies, acme, acme_task, system_actor
+):
+    other, _ = await create(organization=acme, actor=system_actor, title="not waiting", agent="bot")
+    alice, connected = await connect("/ws/tasks/?view=hitl%3Dyes", cookies["alice"])
+    assert connected
+    await update(task=other, actor=system_actor, priority=5)
+    html = await alice.receive_from(timeout=5)
+    assert _list_news(html) == {"view": "hitl=yes", "task": f"task-{other.pk}", "match": "0", "moved": "0"}
+    assert "task-new-" not in html
+    await update(task=acme_task, actor=system_actor, status="executing")
+    assert _list_news(await alice.receive_from(timeout=5))["match"] == "0"
+    await database_sync_to_async(services.hitl_request)(task=acme_task, actor=system_actor, question="Refund?")
+    html = await alice.receive_from(timeout=5)
+    assert _list_news(html) == {"view": "hitl=yes", "task": f"task-{acme_task.pk}", "match": "1", "moved": "0"}
+    # A new task that does not wait for a person is not news either; the page inserts no row.
+    fresh, _ = await create(organization=acme, actor=system_actor, title="brand new")
+    html = await alice.receive_from(timeout=5)
+    assert _list_news(html)["match"] == "0" and "task-new-" not in html
+    await alice.disconnect()
+
+
+async def test_a_list_socket_follows_the_view_its_page_sends(cookies, acme_task, system_actor, hub, renders):
+    default, _ = await connect("/ws/tasks/", cookies["alice"])
+    alice, connected = await connect("/ws/tasks/", cookies["alice"])
+    assert connected
+    await update(task=acme_task, actor=system_actor, priority=1)
+    assert _list_news(await alice.receive_from(timeout=5)) is None  # the default view: rows only
+    await default.receive_from(timeout=5)
+
+    await alice.send_to(text_data=json.dumps({"view": "sort=-updated&status=bogus"}))
+    assert await wait_for(
+        lambda: any(reg.reader.view == "sort=-updated" for regs in hub.registrations.values() for reg in regs)
+    )
+    for frame in ("not json", json.dumps(["view"]), json.dumps({"view": 7}), "x" * 5000):
+        await alice.send_to(text_data=frame)  # ignored, the socket stays
+    await update(task=acme_task, actor=system_actor, priority=2)
+    html = await alice.receive_from(timeout=5)
+    assert _list_news(html) == {"view": "sort=-updated", "task": f"task-{acme_task.pk}", "match": "1", "moved": "1"}
+    assert _list_news(await default.receive_from(timeout=5)) is None
+    latest = await newest_event_id(acme_task)
+    # One render per (event, page, role, view): the default view's and this view's.
+    assert renders[(latest, "list", True)] == 1 and renders[(latest, "list", True, "sort=-updated")] == 1
+    await alice.disconnect()
+    await default.disconnect()
+
+
+async def test_two_sockets_on_one_view_share_its_render_and_a_viewer_gets_its_own(
+    cookies, acme_task, system_actor, renders
+):
+    path = "/ws/tasks/?view=status%3Dpending"
+    sockets = [(await connect(path, cookies[name]))[0] for name in ("alice", "alice", "bob")]
+    await update(task=acme_task, actor=system_actor, title="renamed")
+    frames = [await comm.receive_from(timeout=5) for comm in sockets]
+    latest = await newest_event_id(acme_task)
+    assert frames[0] == frames[1] and "<form" in frames[0] and "<form" not in frames[2]
+    assert all(_list_news(frame)["match"] == "1" for frame in frames)
+    assert renders[(latest, "list", True, "status=pending")] == 1
+    assert renders[(latest, "list", False, "status=pending")] == 1
+    for comm in sockets:
+        await comm.disconnect()

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tasks_app import services
+from tasks_app import selectors, services
 from tasks_app.live.fragments import render_event_html
 from tasks_app.models import EventType, TaskEvent
 
@@ -34,7 +34,8 @@ def test_created_event_on_the_list_adds_a_row_at_the_top(task):
         f'<meta id="last-event-id" data-event-id="{event.pk}" data-org-id="{task.organization_id}" hx-swap-oob="true">'
     )
     assert meta in html
-    assert 'data-status="pending"' in html and 'data-agent="support-bot"' in html
+    assert 'data-status="pending"' in html and "support-bot" in html
+    assert "data-list-news" not in html  # the default view inserts the row itself
 
 
 def test_updated_event_on_the_list_replaces_the_row(task, system_actor):
@@ -146,3 +147,47 @@ def test_render_makes_a_fixed_number_of_queries(acme, system_actor, django_asser
         render_event_html(event, page="list", can_edit=True)
     with django_assert_max_num_queries(3):
         render_event_html(event, page="detail", can_edit=True)
+
+
+# --- A list page with a view (filters or a sort): the server says whether the task is in it ---
+
+
+def news(html: str) -> dict[str, str]:
+    """The data-* of the pushed data-list-news marker (what the page counts as "N new")."""
+    marker = re.search(r"<template data-list-news([^>]*)></template>", html).group(1)
+    return dict(re.findall(r'data-([a-z]+)="([^"]*)"', marker))
+
+
+def test_a_view_is_told_whether_the_task_is_in_it(task, system_actor):
+    event = last_event(task)
+    html = render_event_html(event, page="list", can_edit=True, view="hitl=yes")
+    # Not in the view: not news, and no row is inserted for it.
+    assert news(html) == {"view": "hitl=yes", "task": f"task-{task.pk}", "match": "0", "moved": "1"}
+    assert "task-new-" not in html and "afterbegin" not in html
+    assert 'class="task-row is-stale"' in html  # where the page shows it, it is marked as left
+    services.task_update(task=task, actor=system_actor, status="executing")
+    services.hitl_request(task=task, actor=system_actor, question="Refund?")
+    html = render_event_html(last_event(task), page="list", can_edit=True, view="hitl=yes")
+    assert news(html)["match"] == "1" and "is-stale" not in html and "no longer matches" not in html
+    assert top_level_ids(html)[0] == f"task-{task.pk}"  # the row stays first in the frame
+
+
+def test_a_sorted_view_is_told_when_a_change_moves_the_task(task, system_actor):
+    services.task_update(task=task, actor=system_actor, priority=80)
+    event = last_event(task)
+    assert news(render_event_html(event, page="list", can_edit=True, view="sort=-updated"))["moved"] == "1"
+    assert news(render_event_html(event, page="list", can_edit=True, view="sort=-priority"))["moved"] == "1"
+    assert news(render_event_html(event, page="list", can_edit=True, view="sort=title"))["moved"] == "0"
+    html = render_event_html(event, page="list", can_edit=True, view="sort=-updated")
+    # The row carries the cursor of the view's own sort.
+    fresh = selectors.task_for_fragment(task.pk)
+    assert f'data-cursor="{selectors.task_cursor(fresh, "-updated")}"' in html and news(html)["match"] == "1"
+
+
+def test_a_view_render_adds_one_query(task, system_actor, django_assert_max_num_queries):
+    services.task_update(task=task, actor=system_actor, priority=3)
+    event = last_event(task)
+    with django_assert_max_num_queries(3):
+        render_event_html(event, page="list", can_edit=True)
+    with django_assert_max_num_queries(4):  # the view's filter, asked of this one task
+        render_event_html(event, page="list", can_edit=True, view="status=executing&agent=support-bot&q=live")

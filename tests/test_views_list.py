@@ -38,7 +38,7 @@ def test_it_renders_the_full_page(signed_in, acme, system_actor):
     html = response.content.decode()
     assert response.status_code == 200
     assert "<html" in html and 'id="task-table"' in html and 'id="status-counts"' in html
-    assert 'hx-ext="ws,live-targets"' in html and 'ws-connect="/ws/tasks/?after=' in html
+    assert 'hx-ext="ws,live-list,live-targets"' in html and 'ws-connect="/ws/tasks/?after=' in html
     assert "vendor/htmx-2.0.11.min.js" in html and "vendor/htmx-ext-ws-2.0.4.js" in html
     assert "js/taskdesk.js" in html and "js/live.js" in html and 'id="live-indicator"' in html
     assert "x-csrftoken" in html
@@ -94,23 +94,29 @@ def test_query_count_is_bounded(signed_in, acme, agent, system_actor, rows):
     with CaptureQueriesContext(connection) as ctx:
         response = signed_in.get(URL)
     assert response.status_code == 200
-    # session, user, memberships, last event id, page of rows, organizations, counts, agents
-    assert len(ctx.captured_queries) <= 9, [q["sql"] for q in ctx.captured_queries]
+    # session, user, memberships, last event id, total, page of rows, organizations, counts, agents
+    assert len(ctx.captured_queries) <= 10, [q["sql"] for q in ctx.captured_queries]
     with CaptureQueriesContext(connection) as ctx_fragment:
         signed_in.get(URL + "?status=executing&hitl=yes", HTTP_HX_REQUEST="true")
-    assert len(ctx_fragment.captured_queries) <= 6
+    assert len(ctx_fragment.captured_queries) <= 7
 
 
-def test_query_counts_match_for_10_and_200(client, alice, acme, agent, system_actor):
+@pytest.mark.parametrize("query", ["", "?status=pending", "?hitl=no", "?sort=-updated", "?q=task&sort=title"])
+def test_query_counts_match_for_10_and_200(client, alice, acme, agent, system_actor, monkeypatch, query):
+    """The same queries for a small and a large list, with the total exact or capped."""
+    from tasks_app import selectors
+
+    monkeypatch.setattr(selectors, "TOTAL_CAP", 100)
     client.force_login(alice)
     make_tasks(acme, system_actor, 10, agent=agent, prefix="a")
-    client.get(URL)
+    client.get(URL + query)
     with CaptureQueriesContext(connection) as small:
-        client.get(URL)
+        client.get(URL + query)
     make_tasks(acme, system_actor, 190, agent=agent, prefix="b")
     with CaptureQueriesContext(connection) as large:
-        client.get(URL)
+        html = client.get(URL + query).content.decode()
     assert len(small.captured_queries) == len(large.captured_queries)
+    assert ("200 tasks" if query in ("", "?status=pending", "?sort=-updated") else "100+ tasks") in html
 
 
 def test_filters(signed_in, acme, agent, system_actor):
@@ -145,7 +151,10 @@ def test_the_filter_form_reflects_the_url(signed_in, acme, system_actor):
     assert 'value="failed" checked' in html
     assert 'value="hello"' in html
     assert 'value="yes" selected' in html
-    assert 'data-filter-statuses="failed"' in html and 'data-filtered="1"' in html
+    # The view's canonical query: the key its socket is judged by, and the "show" link.
+    assert 'data-view="status=failed&amp;hitl=yes&amp;q=hello"' in html and 'data-filtered="1"' in html
+    assert 'ws-connect="/ws/tasks/?after=' in html and "&amp;view=status%3Dfailed%26hitl%3Dyes%26q%3Dhello" in html
+    assert 'href="?status=failed&amp;hitl=yes&amp;q=hello" hx-get="?status=failed&amp;hitl=yes&amp;q=hello"' in html
     assert 'data-plural="statuses">Failed</span>' in html  # the status filter names what it applies
     html = signed_in.get(URL + "?status=failed&status=error").content.decode()
     assert 'data-plural="statuses">2 statuses</span>' in html
@@ -221,13 +230,67 @@ def test_list_row_offers_only_allowed_statuses(signed_in, acme, system_actor):
     assert task_url(task, "task_set_status") not in html
 
 
-def test_rows_carry_the_public_id_for_client_side_search(signed_in, acme, system_actor):
-    # Pushed rows are marked "no longer matches" by the browser from data-search: the id the
-    # search matches on (public_id__startswith) must be in it, not the internal key.
-    task = make_tasks(acme, system_actor, 1, prefix="Srch")[0]
+def test_the_total_says_how_many_tasks_the_view_holds(signed_in, acme, system_actor, monkeypatch):
+    from tasks_app import selectors
+
+    tasks = make_tasks(acme, system_actor, 12)
+    services.task_update(task=tasks[0], actor=system_actor, status="executing")
     html = signed_in.get(URL).content.decode()
-    assert f'<tr id="task-{task.pk}"' in html
-    assert 'data-search="srch-0000 task 0 "' in html
+    # Exact from the kept counts, and followed live (task_list.js sums the pushed counts).
+    assert '<span id="list-total" class="list-total" aria-live="polite" data-live-total="">12 tasks</span>' in html
+    html = signed_in.get(URL + "?status=executing", HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-live-total="executing">1 task</span>' in html
+    assert ">12 tasks</span>" in signed_in.get(URL + "?q=task").content.decode()
+    monkeypatch.setattr(selectors, "TOTAL_CAP", 10)
+    html = signed_in.get(URL + "?q=task").content.decode()
+    assert ">10+ tasks</span>" in html and "data-live-total" not in html
+
+
+def test_totals_read_as_people_write_numbers():
+    from tasks_app.selectors import TaskTotal
+    from tasks_app.templatetags.taskdesk import task_total
+
+    assert task_total(TaskTotal(1, exact=True)) == "1 task"
+    assert task_total(TaskTotal(1234, exact=True)) == "1,234 tasks"
+    assert task_total(TaskTotal(10_000, exact=False)) == "10,000+ tasks"
+
+
+def test_rows_carry_the_cursor_that_continues_after_them(signed_in, acme, system_actor):
+    """A row pushed past the page's size leaves, and "Older" starts after the last row kept."""
+    import re
+
+    from tasks_app import selectors
+
+    tasks = make_tasks(acme, system_actor, 3)
+    html = signed_in.get(URL).content.decode()
+    cursors = re.findall(r'data-cursor="([^"]+)"', html)
+    assert cursors == [selectors.task_cursor(t, "-created") for t in reversed(tasks)]
+    after_first = selectors.paginate_tasks(selectors.tasks_for_user(signed_in_user(signed_in)), after=cursors[0])
+    assert [t.pk for t in after_first.tasks] == [tasks[1].pk, tasks[0].pk]
+
+
+def signed_in_user(client):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(pk=client.session["_auth_user_id"])
+
+
+def test_a_row_changed_from_a_filtered_list_is_marked_when_it_leaves_the_view(signed_in, acme, system_actor):
+    task = make_tasks(acme, system_actor, 1)[0]
+    services.task_update(task=task, actor=system_actor, status="executing")
+    fresh = Task.objects.get(pk=task.pk)
+    post = {"version": fresh.version, "page": "list", "status": "failed", "status_reason": ""}
+    response = signed_in.post(task_url(task, "task_set_status"), {**post, "view": "status=executing"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'class="task-row is-stale"' in html and "no longer matches the filters" in html
+    # The same change seen from a view it still belongs to is not marked.
+    services.task_update(task=task, actor=system_actor, status="pending", retry=True)
+    fresh = Task.objects.get(pk=task.pk)
+    post["version"] = fresh.version
+    post["status"] = "executing"
+    html = signed_in.post(task_url(task, "task_set_status"), {**post, "view": "status=executing"}).content.decode()
+    assert "is-stale" not in html and "no longer matches" not in html
 
 
 def test_the_same_id_in_two_organizations_gives_two_rows(client, alice, acme, globex, system_actor):

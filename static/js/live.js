@@ -39,6 +39,7 @@
   };
   var lastEventId = 0;
   var positions = {}; // organization id -> newest event id seen
+  var params = {}; // other query parameters a reconnect carries (the list's view), set by the page
   var currentSocket = null;
   var ownRetries = 0;
 
@@ -98,11 +99,21 @@
     return orgs.sort().map(function (org) { return org + ":" + positions[org]; }).join(",");
   }
 
+  function withParam(url, name, value) {
+    var re = new RegExp("([?&])" + name + "=[^&]*(&|$)");
+    url = url.replace(re, function (all, lead, tail) { return tail ? lead : ""; });
+    if (value === "") return url;
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + name + "=" + encodeURIComponent(value);
+  }
+
   function withAfter(url) {
     var after = afterValue();
-    if (!after) return url;
-    if (/[?&]after=[^&]*/.test(url)) return url.replace(/([?&]after=)[^&]*/, "$1" + after);
-    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + after;
+    if (after) {
+      if (/[?&]after=[^&]*/.test(url)) url = url.replace(/([?&]after=)[^&]*/, "$1" + after);
+      else url += (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + after;
+    }
+    Object.keys(params).forEach(function (name) { url = withParam(url, name, params[name]); });
+    return url;
   }
 
   // Full jitter capped at 5 s (the extension's default grows to 64 s): a dashboard left open
@@ -229,6 +240,14 @@
     lastEventId: function () { return lastEventId; },
     after: afterValue,
     drop: function () { if (currentSocket) currentSocket.close(4000, "dropped"); },
+    // A query parameter every later (re)connect carries, e.g. the list's view.
+    setParam: function (name, value) { params[name] = value; },
+    // A frame to the server on the open socket (false when there is none: the reconnect carries params).
+    send: function (text) {
+      if (!currentSocket || currentSocket.readyState !== WebSocket.OPEN) return false;
+      currentSocket.send(text);
+      return true;
+    },
   };
 
   initialEventId();

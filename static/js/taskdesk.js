@@ -4,9 +4,7 @@
  * - Edit forms being typed into are never replaced by an out-of-band swap (a pushed event or
  *   another panel's save): the form keeps the user's input and says the task changed; its
  *   version stays the old one, so saving shows the conflict panel.
- * - Task list after every swap or pushed message: a row pushed for a new task is dropped when
- *   the list is filtered or not on its first page; a row that no longer matches the page's
- *   filters is marked, not silently kept; duplicate ids (replayed events) keep the newest.
+ * - The live task list's rows, its "N new" and its pause: static/js/task_list.js.
  * - Errors htmx does not swap (403, 400, 5xx, network) show in a toast.
  */
 (function () {
@@ -62,9 +60,9 @@
       return;
     }
     // Appends of entries already on the page (a replayed event) are skipped.
-    if (target.id === "history-list" || target.id === "activity-list" || target.id === "task-rows") {
+    if (target.id === "history-list" || target.id === "activity-list") {
       var fresh = evt.detail.fragment && evt.detail.fragment.firstElementChild;
-      if (fresh && fresh.id && target.id !== "task-rows" && document.getElementById(fresh.id)) {
+      if (fresh && fresh.id && document.getElementById(fresh.id)) {
         evt.detail.shouldSwap = false;
       }
     }
@@ -84,55 +82,8 @@
     reopen = {};
   }
 
-  // --- Task list rows -------------------------------------------------------------------
-  function rowMatches(row, table) {
-    var d = table.dataset;
-    var r = row.dataset;
-    if (d.filterStatuses && d.filterStatuses.split(" ").indexOf(r.status) === -1) return false;
-    if (d.filterAgents && d.filterAgents.split("|").indexOf(r.agent || "") === -1) return false;
-    if (d.filterSource && r.source !== d.filterSource) return false;
-    if (d.filterHitl === "yes" && r.hitl !== "1") return false;
-    if (d.filterHitl === "no" && r.hitl !== "0") return false;
-    if (d.filterQ && (r.search || "").indexOf(d.filterQ) === -1) return false;
-    var updated = r.updated ? Date.parse(r.updated) : NaN;
-    if (d.filterUpdatedAfter && updated < Date.parse(d.filterUpdatedAfter)) return false;
-    if (d.filterUpdatedBefore && updated > Date.parse(d.filterUpdatedBefore)) return false;
-    return true;
-  }
-
-  function sweepRows() {
-    var table = document.getElementById("task-table");
-    var body = document.getElementById("task-rows");
-    if (!table || !body) return;
-    var seen = {};
-    var keepNew = table.dataset.filtered !== "1" && table.dataset.firstPage === "1";
-    Array.from(body.querySelectorAll("tr.task-row")).forEach(function (row) {
-      if (seen[row.id]) { row.remove(); return; }  // the first one (newest swap) wins
-      seen[row.id] = true;
-      if (row.dataset.created === "1") {
-        delete row.dataset.created;
-        if (!keepNew) { row.remove(); return; }
-        row.classList.add("is-flash");
-        setTimeout(function () { row.classList.remove("is-flash"); }, 50);
-      }
-      var stale = !rowMatches(row, table) || row.classList.contains("is-deleted");
-      row.classList.toggle("is-stale", stale);
-      var note = row.querySelector(".row-note");
-      if (note) {
-        note.hidden = !stale;
-        note.textContent = row.classList.contains("is-deleted") ? "deleted" : "no longer matches the filter";
-      }
-    });
-    var empty = body.querySelector("tr.empty-row");
-    if (empty && body.querySelector("tr.task-row")) empty.remove();
-  }
-
-  function afterChange() {
-    sweepRows();
-    reopenEditors();
-  }
-  document.addEventListener("htmx:wsAfterMessage", afterChange);
-  document.addEventListener("htmx:afterSettle", afterChange);
+  document.addEventListener("htmx:wsAfterMessage", reopenEditors);
+  document.addEventListener("htmx:afterSettle", reopenEditors);
 
   // A successful save clears the form's dirty mark (the response replaced it anyway).
   document.addEventListener("htmx:afterRequest", function (evt) {
@@ -268,8 +219,5 @@
     toast("Could not reach Taskdesk. Nothing was saved; check the connection and try again.");
   });
 
-  document.addEventListener("DOMContentLoaded", function () {
-    sweepRows();
-    tickTimes();
-  });
+  document.addEventListener("DOMContentLoaded", tickTimes);
 })();

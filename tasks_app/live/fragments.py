@@ -4,14 +4,22 @@
 and `hx-swap-oob`, in this order (table content first: the browser parses the message in a
 <template>, where a <tr> after other elements would be dropped):
 
-page "list":
-- the task's row `<tr id="task-<pk>" hx-swap-oob="true">`; for `task.created` the row comes
-  inside `<tbody id="task-new-<event id>" hx-swap-oob="afterbegin:#task-rows">` and carries
-  `data-created="1"` (static/js/taskdesk.js drops it on a filtered or later page, and marks
-  pushed rows that no longer match the page's filters);
+page "list", default view (`view` ""; no filter, newest first):
+- the task's row `<tr id="task-<pk>" hx-swap-oob="true">` (replaced where the page shows it);
+  for `task.created` the row comes inside
+  `<tbody id="task-new-<event id>" hx-swap-oob="afterbegin:#task-rows">` with `data-created="1"`
+  (static/js/task_list.js inserts it, holds it while the pointer is on the table or the list is
+  paused, and keeps the page at its page size);
 - the organization's status-count bar `<div id="status-counts-<organization id>">`
   (inside the page's `#status-counts`);
 - `<meta id="last-event-id" data-event-id="<event id>">`.
+
+page "list", any other view (`view` is its key, selectors.TaskFilters.query): the row (marked
+"no longer matches" when the view's filter now leaves it out), no inserted row, and
+`<template data-list-news data-view=... data-task="task-<pk>" data-match="1|0" data-moved="1|0">`:
+whether the task is in the view (selectors.task_matches, the list's own filter) and whether the
+event can move it in the view's sort (selectors.sort_moves). The page counts matches that are
+new to it or moved as "N new — show"; then the counts bar and the event id as above.
 
 page "approvals" (the HITL inbox): fragments_hitl.render_hitl_event_html, and the event id.
 
@@ -25,8 +33,8 @@ page "detail":
 
 The task is read as it is now (not as it was at the event): a replayed event shows the
 current state, which is what the page should end at. Nothing here depends on the socket's
-user beyond `can_edit` (whether the edit controls are rendered), so one render serves every
-socket with the same (event, page, can_edit).
+user beyond `can_edit` (whether the edit controls are rendered) and a list page's view, so one
+render serves every socket with the same (event, page, can_edit, view).
 """
 
 from django.template.loader import render_to_string
@@ -40,8 +48,11 @@ PAGES = ("list", "detail", "approvals")
 HITL_EVENTS = (EventType.HITL_REQUESTED, EventType.HITL_DECIDED, EventType.DELETED)
 
 
-def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
-    """The out-of-band fragment for `event` on a "list" or "detail" page."""
+def render_event_html(event: TaskEvent, *, page: str, can_edit: bool, view: str = "") -> str:
+    """The out-of-band fragment for `event` on a "list", "detail" or "approvals" page.
+
+    `view` is a list page's view key (selectors.TaskFilters.query; "" is the default view).
+    """
     if page not in PAGES:
         raise ValueError(f"page must be one of {PAGES}, not {page!r}")
     if page == "approvals":
@@ -59,7 +70,20 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool) -> str:
             "task": task,
             "created": event.type == EventType.CREATED,
             "editable_org_ids": {task.organization_id} if can_edit else set(),
+            "row_sort": selectors.DEFAULT_SORT,
         }
+        if view:
+            # The view's own filter decides (one query): the page counts a match as new or
+            # moved, and marks a row it shows that left the view.
+            filters = selectors.task_filters_for_view(view)
+            matches = selectors.task_matches(task.pk, filters)
+            context.update(
+                view=view,
+                row_sort=filters.sort,
+                matches=matches,
+                moved=selectors.sort_moves(filters.sort, event),
+                stale=not matches,
+            )
         if event.type in (EventType.CREATED, EventType.DELETED) or "status" in (event.changes or []):
             # The counts are a GROUP BY over the organization's tasks (~40 ms per 100k rows,
             # bench/bench_pages.py): recount only when an event can change them.

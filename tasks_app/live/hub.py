@@ -12,7 +12,8 @@ event streams (`api/sse.py`) register with it instead of each joining channel-la
   after the hub's mark, in id order, from the log (`selectors.events_after`).
 - **Fan-out.** For each event, the sockets that may see it and have not yet had it (each keeps
   its own position per organization; a detail socket only its task's events) get the fragment,
-  rendered once per (event, page, role) by `cache.fragments`, the same string to every socket.
+  rendered once per (event, page, role, list view) by `cache.fragments`, the same string to
+  every socket of that audience.
 - **Joining.** A socket that registers catches up first (its replay: the events after the
   position its page was rendered at, scoped to its task for a detail page), under its
   organization's drain lock, so no event falls between its replay and the live stream.
@@ -88,6 +89,7 @@ class Reader(Protocol):
     """What the hub needs of a websocket consumer."""
 
     page: str  # "list", "approvals" or "detail"
+    view: str  # a list page's filters and sort (selectors.TaskFilters.query); "" otherwise
     task_pk: int | None
     orgs: dict[int, bool]  # organization id -> may edit
     identity: credentials.Identity
@@ -305,13 +307,13 @@ class Hub:
         ]
         if not targets:
             return
-        # One render per (page, role); the same string goes to every socket of that audience.
-        audiences: dict[tuple[str, bool], list[Registration]] = {}
+        # One render per (page, role, view); the same string goes to every socket of that audience.
+        audiences: dict[tuple[str, bool, str], list[Registration]] = {}
         for reg in targets:
-            audiences.setdefault((reg.page, reg.reader.orgs.get(org, False)), []).append(reg)
-        for (page, can_edit), regs in audiences.items():
+            audiences.setdefault((reg.page, reg.reader.orgs.get(org, False), reg.reader.view), []).append(reg)
+        for (page, can_edit, view), regs in audiences.items():
             try:
-                html = await fragments.html(event.pk, page=page, can_edit=can_edit, event=event)
+                html = await fragments.html(event.pk, page=page, can_edit=can_edit, view=view, event=event)
             except Exception:
                 logger.exception("Could not render event %s for the %s page", event.pk, page)
                 html = ""
@@ -323,8 +325,9 @@ class Hub:
     async def _send(self, registration: Registration, org: int, event: TaskEvent) -> None:
         """One event to one socket (its replay)."""
         can_edit = registration.reader.orgs.get(org, False)
+        view = registration.reader.view
         try:
-            html = await fragments.html(event.pk, page=registration.page, can_edit=can_edit, event=event)
+            html = await fragments.html(event.pk, page=registration.page, can_edit=can_edit, view=view, event=event)
         except Exception:
             logger.exception("Could not render event %s for the %s page", event.pk, registration.page)
             return

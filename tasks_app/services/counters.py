@@ -6,7 +6,7 @@ so concurrent writers can neither deadlock on the count rows nor lose an increme
 `recount` rebuilds an organization's rows from the tasks (bulk loads, repairs).
 """
 
-from django.db.models import Case, Count, F, IntegerField, Value, When
+from django.db.models import Case, Count, F, IntegerField, Sum, Value, When
 
 from .. import lifecycle
 from ..models import Task, TaskCount
@@ -54,3 +54,11 @@ def counts_for(organization_id: int) -> dict[str, int]:
     """Every status with its count (0 where no row exists yet)."""
     rows = dict(TaskCount.objects.filter(organization_id=organization_id).values_list("status", "count"))
     return {status: max(rows.get(status, 0), 0) for status in lifecycle.STATUSES}
+
+
+def total_for(organization_ids: list[int], statuses: tuple[str, ...] = ()) -> int:
+    """Live tasks of these organizations in these statuses (all statuses when none), in one query."""
+    rows = TaskCount.objects.filter(organization_id__in=organization_ids, count__gt=0)
+    if statuses:
+        rows = rows.filter(status__in=statuses)
+    return rows.aggregate(total=Sum("count"))["total"] or 0

@@ -12,7 +12,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 
-from tasks_app import lifecycle
+from tasks_app import lifecycle, selectors
 
 register = template.Library()
 
@@ -201,9 +201,17 @@ def as_list(value: Any) -> list:
 
 
 @register.filter
-def search_text(task) -> str:
-    """What the list's free-text search looks at, lowercased, for marking pushed rows client-side."""
-    return f"{task.public_id} {task.title} {task.input_text[:500]}".lower()
+def keyset_cursor(task, sort: str) -> str:
+    """The cursor of the page that continues after this row (the list trims pushed-out rows by it)."""
+    return selectors.task_cursor(task, sort)
+
+
+@register.filter
+def task_total(total) -> str:
+    """A list view's size: "1 task", "1,234 tasks", or "10,000+ tasks" when it was not counted further."""
+    if total.exact:
+        return f"{total.count:,} task" if total.count == 1 else f"{total.count:,} tasks"
+    return f"{total.count:,}+ tasks"
 
 
 @register.filter

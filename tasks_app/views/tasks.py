@@ -7,8 +7,6 @@ they were rendered at: a stale one answers 409 with a conflict panel, bad input 
 form as typed; base.html tells htmx to swap both.
 """
 
-from datetime import UTC, date, datetime, time
-
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,16 +16,14 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from tasks_app import lifecycle, selectors, services
 from tasks_app.models import Agent, Face, Organization, Task
-from tasks_app.selectors import SORT_FIELDS, TaskFilters
 from tasks_app.services import Actor
-from tasks_app.services.validation import JsonRefused, clean_datetime, parse_json, text_problem
+from tasks_app.services.validation import JsonRefused, parse_json
 from tasks_app.templatetags.taskdesk import task_url
 
 from ..live.presenters import conflict_context, detail_context, replay_context, status_count_groups
 
 LIST_TEMPLATE = "tasks/task_list.html"
 DETAIL_TEMPLATE = "tasks/task_detail.html"
-Q_MAX = 200
 
 # Table columns: (key, label, sort name or None). The order is the table's.
 COLUMNS = [
@@ -57,67 +53,6 @@ def _base_context(request: HttpRequest) -> dict:
 # --- List ---------------------------------------------------------------------------------
 
 
-def _parse_day(raw: str, *, end: bool) -> datetime:
-    """A date (or date-time) from a filter field, as an aware UTC datetime."""
-    raw = raw.strip()
-    if len(raw) == 10:
-        day = date.fromisoformat(raw)
-        return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
-    return clean_datetime(datetime.fromisoformat(raw))  # ValueError for offsets PostgreSQL refuses
-
-
-def filters_from_query(params) -> tuple[TaskFilters, list[str]]:
-    """TaskFilters from the query string, plus a message for each part that was ignored."""
-    errors: list[str] = []
-    # A value no stored text can match (NUL, lone surrogates) is dropped, like any unusable filter.
-    unusable = {name for name, values in params.lists() if any(text_problem(v) for v in values)}
-    if unusable:
-        errors.append(f"Ignored {', '.join(sorted(unusable))}: text with NUL characters matches nothing.")
-        params = params.copy()
-        for name in unusable:
-            params.pop(name)
-    statuses = []
-    for status in params.getlist("status"):
-        if status in lifecycle.STATUS_LABELS:
-            statuses.append(status)
-        elif status:
-            errors.append(f"Unknown status {status!r} ignored; expected one of: {', '.join(lifecycle.STATUSES)}.")
-    agents = tuple(a.strip() for a in params.getlist("agent") if a.strip())
-    hitl_raw = params.get("hitl", "")
-    has_pending_hitl = {"": None, "yes": True, "no": False}.get(hitl_raw)
-    if hitl_raw not in ("", "yes", "no"):
-        errors.append(f"The HITL filter is yes or no, not {hitl_raw!r}; ignored.")
-    bounds: dict[str, datetime | None] = {"updated_after": None, "updated_before": None}
-    for name in bounds:
-        raw = params.get(name, "")
-        if not raw:
-            continue
-        try:
-            bounds[name] = _parse_day(raw, end=name == "updated_before")
-        except ValueError:
-            label = "Updated from" if name == "updated_after" else "Updated to"
-            errors.append(f"{label}: {raw!r} is not a date (YYYY-MM-DD); ignored.")
-    q = params.get("q", "").strip()
-    if len(q) > Q_MAX:
-        errors.append(f"The search text was cut to {Q_MAX} characters.")
-        q = q[:Q_MAX]
-    sort = params.get("sort", "") or selectors.DEFAULT_SORT
-    if sort.lstrip("-") not in SORT_FIELDS or sort.count("-") > 1:
-        errors.append(f"Unknown sort {sort!r}; showing newest first.")
-        sort = selectors.DEFAULT_SORT
-    filters = TaskFilters(
-        statuses=tuple(dict.fromkeys(statuses)),
-        agents=agents,
-        source=params.get("source", "").strip()[:100],
-        has_pending_hitl=has_pending_hitl,
-        updated_after=bounds["updated_after"],
-        updated_before=bounds["updated_before"],
-        q=q,
-        sort=sort,
-    )
-    return filters, errors
-
-
 def _sort_headers(sort: str) -> list[dict]:
     current = sort.lstrip("-")
     descending = sort.startswith("-")
@@ -143,8 +78,9 @@ def task_list(request: HttpRequest) -> HttpResponse:
         return no_organizations(request)
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
     replay = replay_context(org_ids)
-    filters, errors = filters_from_query(request.GET)
+    filters, errors = selectors.parse_task_filters(request.GET)
     qs = selectors.filter_tasks(selectors.tasks_for_user(request.user), filters)
+    total = selectors.count_tasks(org_ids, filters, qs)
     qs = qs.select_related("agent", "organization", "assigned_worker").annotate(
         has_pending_hitl=selectors.pending_hitl_exists()
     )
@@ -160,6 +96,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "filter_errors": errors,
         "page": page,
+        "page_size": selectors.PAGE_SIZE,
+        "total": total,
+        "view": filters.query,
+        "row_sort": filters.sort,
         "headers": _sort_headers(filters.sort),
         "by_time": filters.sort.lstrip("-") in ("created", "updated"),
         "editable_org_ids": {org for org, role in memberships.items() if role in selectors.EDIT_ROLES},
@@ -298,11 +238,15 @@ def _patch(request: HttpRequest, org: str, task_id: str, form_key: str, apply) -
     fresh = selectors.task_for_fragment(task.pk)
     can_edit = True  # _editable_task checked it
     if on_list:
+        # The row as the list's view shows it (task_list.js sends the view with the form).
+        filters = selectors.task_filters_for_view(post.get("view", ""))
         context = {
             "task": fresh,
             "form": form if status != 200 else None,
             "editable_org_ids": {fresh.organization_id},
             "oob": None,
+            "row_sort": filters.sort,
+            "stale": not filters.is_default and not selectors.task_matches(fresh.pk, filters),
         }
         if status == 200:
             organizations = [fresh.organization]
