@@ -598,8 +598,9 @@ def sub_tasks(task: Task, *, limit: int = 50) -> list[Task]:
     )
 
 
-def pending_hitl(task: Task) -> HitlRequest | None:
-    return HitlRequest.objects.filter(task=task, decision__isnull=True).first()
+def latest_hitl(task: Task) -> HitlRequest | None:
+    """The task's newest request: the pending one if any (a new one waits until the last is closed)."""
+    return HitlRequest.objects.filter(task=task).order_by("-requested_at", "-id").first()
 
 
 def recent_activity(task: Task, *, limit: int = 20) -> list[ActivityEntry]:

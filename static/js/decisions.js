@@ -1,11 +1,13 @@
-/* Approve and reject wait a few seconds before they are sent, with an Undo (inbox and task page).
+/* Every decision (approve, reject, an answer, an option, dismiss) waits a few seconds before it is
+ * sent, with an Undo (inbox and task page).
  *
  * A decision form (form.hitl-form) is intercepted at htmx:confirm: the card shows a countdown and
  * a tray entry offers Undo. When the countdown ends the request is issued as htmx would have;
  * Undo cancels it and nothing reaches the server. A page left during a countdown sends the
  * decision on its way out (fetch keepalive), so a decision the user did not undo is never lost.
  * A decision the server will refuse anyway (a reject without a reason, an edit that is not JSON)
- * is sent at once: the refusal shows in place and nothing is decided.
+ * is sent at once: the refusal shows in place and nothing is decided. The clicked button's value
+ * (approve, reject, respond, dismiss, option:<the option>) rides along as a hidden `action`.
  */
 (function () {
   "use strict";
@@ -44,11 +46,19 @@
     return "";
   }
 
+  function filled(form, name) {
+    var field = form.querySelector("[name=" + name + "]");
+    return !!(field && field.value.trim());
+  }
+
   function refusedAnyway(form, action) {
-    if (action === "reject") {
-      var reason = form.querySelector("[name=reason]");
-      return !reason || !reason.value.trim();
-    }
+    if (action === "reject" && !filled(form, "reason")) return true;
+    if (action === "respond" && !filled(form, "answer")) return true;
+    // Only an approval or a rejection takes a reason; only a typed response an answer (an option
+    // is its own answer): the server says so in place, at once.
+    if (action !== "approve" && action !== "reject" && filled(form, "reason")) return true;
+    if (action !== "respond" && filled(form, "answer")) return true;
+    if (action !== "approve") return false;
     var amend = form.querySelector("details[data-hitl-amend]");
     var editor = form.querySelector("[data-amend-input]");
     if (amend && amend.open && editor && editor.value.trim()) {
@@ -86,8 +96,19 @@
     }
   }
 
+  // What a queued decision is called while it counts down, and once undone.
+  function verbs(action) {
+    if (action.indexOf("option:") === 0) return ["Choosing “" + action.slice(7) + "” for", "answered"];
+    return {
+      approve: ["Approving", "approved"],
+      reject: ["Rejecting", "rejected"],
+      respond: ["Sending the answer to", "answered"],
+      dismiss: ["Dismissing", "dismissed"],
+    }[action] || ["Deciding", "decided"];
+  }
+
   function label(item) {
-    return (item.action === "approve" ? "Approving" : "Rejecting") + " “" + item.title + "” in " + item.remaining + " s";
+    return verbs(item.action)[0] + " “" + item.title + "” in " + item.remaining + " s";
   }
 
   function forget(item) {
@@ -100,7 +121,7 @@
   function undo(item) {
     forget(item);
     if (document.contains(item.form)) lock(item, false);
-    say("Undone: “" + item.title + "” was not " + (item.action === "approve" ? "approved" : "rejected") + ".");
+    say("Undone: “" + item.title + "” was not " + verbs(item.action)[1] + ".");
   }
 
   function send(item) {
@@ -119,7 +140,7 @@
     var item = { form: form, action: action, issue: issue, card: card, title: titleOf(card), remaining: SECONDS };
     lock(item, true);
     var entry = document.createElement("div");
-    entry.className = "undo-entry undo-" + action;
+    entry.className = "undo-entry undo-" + action.split(":")[0];
     entry.dataset.hitlId = card ? card.dataset.hitlId : "";
     var text = document.createElement("span");
     text.className = "undo-text";
@@ -150,7 +171,7 @@
       return;
     }
     var action = clickedAction(evt, form);
-    if (action !== "approve" && action !== "reject") return;
+    if (!action) return;
     if (refusedAnyway(form, action)) return;
     evt.preventDefault();
     queue(form, action, evt.detail.issueRequest);
@@ -171,6 +192,7 @@
     seconds: SECONDS,
     pending: function () { return queued.length; },
     queuedFor: function (card) { return queued.filter(function (item) { return item.card === card; })[0] || null; },
+    verbs: verbs,
     undo: function (card) {
       var item = card ? this.queuedFor(card) : queued[queued.length - 1];
       if (item) undo(item);

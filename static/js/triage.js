@@ -1,11 +1,13 @@
-/* Keyboard triage for the HITL inbox: j/k select, a approve, r reject (reason first), e edit payload,
-   u undo, ? help. A key acts only on the request the user selected (j/k or a click; the selection is
-   framed and announced); with nothing selected a, r and e only say so. When the selected request
+/* Keyboard triage for the HITL inbox: j/k select, a approve, r reject (reason first), t answer (the
+   answer field first), 1-9 choose the agent's nth option, d dismiss, e edit payload, u undo, ? help.
+   A key acts only on the request the user selected (j/k or a click; the selection is framed and
+   announced); with nothing selected a deciding key only says so. When the selected request
    leaves the list (decided here or by a colleague) nothing is selected until j/k or a click, so a
    key never lands on a request the user did not choose. Approve and reject count down with an
-   Undo first (static/js/decisions.js).
-   Keys are ignored while typing in a field, except Enter in a reason (rejects) and Ctrl+Enter in the
-   payload editor (approves the edit), and Esc (leaves the field). */
+   Every decision counts down with an Undo first (static/js/decisions.js).
+   Keys are ignored while typing in a field, except Enter in a reason (rejects), Enter in the answer
+   (sends it; Shift+Enter is a new line), Ctrl+Enter in the payload editor (approves the edit), and
+   Esc (leaves the field). */
 (function () {
   "use strict";
   if (window.taskdeskTriage) return;
@@ -47,7 +49,9 @@
     }
     currentId = card.id;
     currentIndex = cards().indexOf(card);
-    status("Selected: " + describe(card) + ". a approves, r rejects, e edits.");
+    var options = card.querySelectorAll("[data-option]").length;
+    var choose = options ? ", 1" + (options > 1 ? "–" + Math.min(options, 9) : "") + " chooses an option" : "";
+    status("Selected: " + describe(card) + ". a approves, r rejects, t answers" + choose + ", d dismisses, e edits.");
     if (focus !== false) {
       card.focus({ preventScroll: true });
       card.scrollIntoView({ block: "nearest" });
@@ -100,6 +104,9 @@
       } else if (event.key === "Enter" && inCard && target.matches("[data-reason-input]")) {
         event.preventDefault();
         click(inCard, "[data-reject]");
+      } else if (event.key === "Enter" && !event.shiftKey && inCard && target.matches("[data-answer-input]")) {
+        event.preventDefault();
+        click(inCard, "[data-respond]");
       } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && inCard && target.matches("[data-amend-input]")) {
         event.preventDefault();
         click(inCard, "[data-approve]");
@@ -125,7 +132,8 @@
       if (!undone) toast("Nothing to undo.");
       return;
     }
-    if (key !== "a" && key !== "r" && key !== "e") return;
+    var option = /^[1-9]$/.test(key) ? key : null;
+    if (!option && ["a", "r", "t", "e", "d"].indexOf(key) < 0) return;
     event.preventDefault();
     var card = selected();
     if (!card) {
@@ -134,11 +142,21 @@
       return;
     }
     if (card.dataset.queued) {
-      toast("This request is already being " + (card.dataset.queued === "approve" ? "approved" : "rejected") + "; u undoes it.");
+      var verbs = window.taskdeskDecisions ? window.taskdeskDecisions.verbs(card.dataset.queued) : ["Deciding", "decided"];
+      toast("This request is already being " + verbs[1] + "; u undoes it.");
       return;
     }
-    if (key === "a") {
+    if (option) {
+      var button = card.querySelector('[data-option="' + option + '"]');
+      if (button) button.click();
+      else toast("This request offers no option " + option + ".");
+    } else if (key === "a") {
       click(card, "[data-approve]");
+    } else if (key === "d") {
+      click(card, "[data-dismiss]");
+    } else if (key === "t") {
+      var answer = card.querySelector("[data-answer-input]");
+      if (answer) answer.focus();
     } else if (key === "r") {
       card.classList.add("is-rejecting");
       var reason = card.querySelector("[data-reason-input]");

@@ -56,7 +56,8 @@ Events: `event_message()` renders a TaskEvent in ClaudeBench's shape `{type, pay
 timestamp (ms)}`: task.created {createdBy}, task.claimed {taskId, workerId}, task.completed
 {id, status, duration}, task.updated (seed 002) {updatedBy, changes}, and the HITL events
 task.hitl_requested / task.hitl_decided {updatedBy, changes, hitl: {hitl_id, question | decision,
-reason, comment, answer, option}}; the payload is the task as it was at that event. Stream it with GET /api/v1/events?format=jsonrpc.
+reason, comment, answer, option}}; the payload is the task as it was at that event. Stream it
+with GET /api/v1/events?format=jsonrpc.
 """
 
 import json

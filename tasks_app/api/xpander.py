@@ -27,7 +27,8 @@ An optional `If-Match: <version>` makes the PATCH conditional (409 when stale).
 A paused task's `hitl_request` is its pending HITL request (`wait_node_id`: the node it waits
 at; the question, details and options ride along for readers that want them, the SDK keeps only
 `wait_node_id`). A person's answer, or a dismissal, reaches the agent as a user message in its
-activity thread (`aget_activity_log`, `chunk` events; services.hitl posts it). PATCH's `payload_extension` (what asave sends: the whole object) replaces the stored one;
+activity thread (`aget_activity_log`, `chunk` events; services.hitl posts it).
+PATCH's `payload_extension` (what asave sends: the whole object) replaces the stored one;
 `tool_call_payload_extension` (aupdate) merges into it.
 
 Activity log: a tool call and its result are one AgentActivityThreadToolCall (the pair the log

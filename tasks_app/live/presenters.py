@@ -26,11 +26,14 @@ def status_count_groups(organizations: list[Organization]) -> list[dict]:
 def detail_context(task: Task, *, can_edit: bool, history: bool = True) -> dict:
     """Everything the detail panels read, loaded with a fixed number of queries."""
     done, total = task.plan_progress
+    # The decision stays on the page once made (who, what, when, the answer, the amended payload).
+    latest = selectors.latest_hitl(task)
     context = {
         "task": task,
         # A deleted task is shown, never edited.
         "can_edit": can_edit and task.deleted_at is None,
-        "pending_hitl": selectors.pending_hitl(task),
+        "latest_hitl": latest,
+        "pending_hitl": latest if latest is not None and latest.is_pending else None,
         "plan_done": done,
         "plan_total": total,
         "plan_percent": round(100 * done / total) if total else 0,

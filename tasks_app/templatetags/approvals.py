@@ -3,6 +3,7 @@
 import json
 
 from django import template
+from django.utils import timezone
 
 from .. import selectors
 from ..models import Membership
@@ -17,6 +18,48 @@ def pretty_json(value) -> str:
     if value is None:
         return ""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _compact_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+_ABSENT = object()
+
+
+@register.filter
+def payload_changes(hitl) -> list[dict]:
+    """An amended payload against the agent's proposal, key by key: [{key, before, after, kind}].
+
+    kind is "added", "removed" or "changed"; unchanged keys are left out. A payload that is not an
+    object on both sides is one row with an empty key (the whole payload replaced).
+    """
+    before, after = hitl.proposed_payload, hitl.amended_payload
+    if after is None:
+        return []
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return [{"key": "", "before": _compact_json(before), "after": _compact_json(after), "kind": "changed"}]
+    rows = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key, _ABSENT), after.get(key, _ABSENT)
+        if old == new:
+            continue
+        kind = "added" if old is _ABSENT else "removed" if new is _ABSENT else "changed"
+        rows.append(
+            {
+                "key": key,
+                "before": "" if old is _ABSENT else _compact_json(old),
+                "after": "" if new is _ABSENT else _compact_json(new),
+                "kind": kind,
+            }
+        )
+    return rows
+
+
+@register.filter
+def is_past(value) -> bool:
+    """Whether a time has passed (a deadline), read when the fragment renders."""
+    return value is not None and value <= timezone.now()
 
 
 register.filter("task_url", task_url)

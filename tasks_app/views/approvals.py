@@ -10,12 +10,13 @@ from django.views.decorators.http import require_http_methods
 
 from .. import selectors, services
 from ..live.presenters import replay_context
-from ..models import Face
+from ..models import Face, HitlDecision
 from ..services.validation import JsonRefused, parse_json
 from .tasks import no_organizations
 
 INBOX = "approvals/inbox.html"
 PANEL = "approvals/decision_panel.html"
+TASK_PANEL = "tasks/task_detail.html#panel-hitl"
 # A reviewer's amended payload is refused past this many characters (the service checks bytes too).
 AMEND_TEXT_LIMIT = 200_000
 
@@ -62,17 +63,30 @@ def _parse_amendment(hitl, raw: str | None):
     return value, ""
 
 
+# The decision form's buttons (name="action"); an offered option's button is "option:<the option>".
+ACTIONS = {
+    "approve": HitlDecision.APPROVED,
+    "reject": HitlDecision.REJECTED,
+    "respond": HitlDecision.RESPONDED,
+    "dismiss": HitlDecision.DISMISSED,
+}
+OPTION_ACTION = "option:"
+
+
 def _panel(request, hitl, *, status: int = 200, errors=None, notice: str = "", form=None):
-    show_task = request.POST.get("context", "inbox") != "task"
+    """The request as the page that posted shows it: an inbox card, or the task page's whole panel
+    (its heading changes from "waiting" to the decision too)."""
     context = {
         "hitl": hitl,
-        "show_task": show_task,
         "errors": errors or {},
         "notice": notice,
         "form": form or {},
         "now": timezone.now(),
     }
-    return render(request, PANEL, context, status=status)
+    if request.POST.get("context", "inbox") == "task":
+        context.update(task=hitl.task, latest_hitl=hitl, pending_hitl=hitl if hitl.is_pending else None)
+        return render(request, TASK_PANEL, context, status=status)
+    return render(request, PANEL, {**context, "show_task": True}, status=status)
 
 
 @require_http_methods(["POST"])
@@ -87,14 +101,17 @@ def decide(request, hitl_id: int):
     form = {
         "reason": request.POST.get("reason", ""),
         "comment": request.POST.get("comment", ""),
+        "answer": request.POST.get("answer", ""),
         "amended_payload": request.POST.get("amended_payload"),
         "action": action,
     }
-    if action not in ("approve", "reject"):
-        return _panel(request, hitl, status=422, errors={"action": ["Choose approve or reject."]}, form=form)
-    approve = action == "approve"
+    option = action[len(OPTION_ACTION) :] if action.startswith(OPTION_ACTION) else None
+    decision = HitlDecision.RESPONDED if option is not None else ACTIONS.get(action)
+    if decision is None:
+        errors = {"action": ["Choose a decision: approve, reject, answer or dismiss."]}
+        return _panel(request, hitl, status=422, errors=errors, form=form)
     amended = None
-    if approve:
+    if decision == HitlDecision.APPROVED:
         amended, error = _parse_amendment(hitl, form["amended_payload"])
         if error:
             return _panel(request, hitl, status=422, errors={"amended_payload": [error]}, form=form)
@@ -103,9 +120,11 @@ def decide(request, hitl_id: int):
             hitl=hitl.pk,
             organization_id=hitl.organization_id,
             actor=services.Actor.for_user(request.user, face=Face.DASHBOARD),
-            approve=approve,
+            decision=decision,
             reason=form["reason"],
             comment=form["comment"],
+            answer=form["answer"],
+            option=option,
             amended_payload=amended,
         )
     except services.InvalidInput as exc:

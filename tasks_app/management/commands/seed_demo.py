@@ -244,20 +244,25 @@ def _build(i, seed, count, base, span, org, org_agents, task_id, number):
         elif status == Status.PAUSED:
             task.paused_at = task.started_at + timedelta(seconds=rng.randint(5, 300))
             task.updated_at = task.paused_at
-            hitl = HitlRequest(
-                task=task,
-                organization=org,
-                question=f"May I {rng.choice(['refund', 'email', 'escalate to'])} {customer} for #{ticket}?",
-                details=f"{task.input_text}\nThe agent proposes the action below.",
-                options=["approve", "reject"],
-                proposed_payload={
+            hitl = HitlRequest(task=task, organization=org, requested_at=task.paused_at)
+            if rng.random() < 0.5:
+                # An action to approve, reject or amend.
+                hitl.question = f"May I {rng.choice(['refund', 'email', 'escalate to'])} {customer} for #{ticket}?"
+                hitl.details = f"{task.input_text}\nThe agent proposes the action below."
+                hitl.proposed_payload = {
                     "action": "refund",
                     "order": ticket,
                     "amount": rng.randint(5, 500),
                     "currency": "EUR",
-                },
-                requested_at=task.paused_at,
-            )
+                }
+            else:
+                # A question with the answers the agent can act on (or a person's own words).
+                hitl.question = f"How should I answer {customer} about #{ticket}?"
+                hitl.details = f"{task.input_text}\nThe customer wrote twice; the agent is unsure what to offer."
+                hitl.options = ["Apologise and refund", "Offer a voucher", "Escalate to billing"]
+            # Some are due soon, some later, most whenever (the inbox sorts and filters by it).
+            minutes = rng.choice([None, None, None, 45, 180, 60 * 30])
+            hitl.deadline = base + timedelta(minutes=minutes) if minutes else None
         if i < RICH_UP_TO or i % RICH_EVERY == 0:
             activity = _activity(task, rng, tools)
     event = TaskEvent(
