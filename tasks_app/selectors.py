@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import heapq
 import json
 import math
 import re
@@ -541,7 +542,7 @@ ACTIVITY_PAGE_SIZE = 50
 @dataclass
 class ActivityPage:
     entries: list[ActivityEntry]
-    next_after_id: int | None  # keyset cursor for the next page; None at the end of the log
+    next_before_id: int | None  # keyset cursor for the next (older) page; None at the start of the log
 
 
 def activity_page(
@@ -549,15 +550,19 @@ def activity_page(
     *,
     kind: str | None = None,
     q: str | None = None,
-    after_id: int | None = None,
+    before_id: int | None = None,
     limit: int = ACTIVITY_PAGE_SIZE,
 ) -> ActivityPage:
-    """One page of a task's activity log in id order, by keyset on (task, [kind,] id): no OFFSET, no COUNT."""
-    qs = ActivityEntry.objects.filter(task_id=task.pk)
+    """One page of a task's activity log, newest first, by keyset on (task, [kind,] id): no OFFSET, no COUNT.
+
+    Each tool call comes with its result (`entry.result`); unfiltered, a result that answers a
+    call is shown with that call rather than again on its own.
+    """
+    qs = ActivityEntry.objects.filter(task_id=task.pk).select_related("result")
     if kind:
         qs = qs.filter(kind=kind)
-    if after_id:
-        qs = qs.filter(id__gt=after_id)
+    if before_id:
+        qs = qs.filter(id__lt=before_id)
     if q:
         q = q.strip()
         qs = qs.filter(
@@ -566,10 +571,79 @@ def activity_page(
             | Q(tool_arguments__icontains=q)
             | Q(tool_output__icontains=q)
         )
-    rows = list(qs.order_by("id")[: limit + 1])
+    if not (kind or q):
+        qs = qs.filter(call__isnull=True)
+    rows = list(qs.order_by("-id")[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
-    return ActivityPage(entries=rows, next_after_id=rows[-1].pk if more and rows else None)
+    return ActivityPage(entries=rows, next_before_id=rows[-1].pk if more and rows else None)
+
+
+# --- Task timeline: activity and events, newest first -------------------------------------
+
+TIMELINE_PAGE_SIZE = 40
+_TIMELINE_CURSOR = re.compile(r"^(-|[0-9]{1,18})\.(-|[0-9]{1,18})$")
+
+
+@dataclass(frozen=True)
+class TimelineCursor:
+    """Where an older timeline page starts: below these ids of each source (None: from the newest)."""
+
+    activity_before: int | None = None
+    event_before: int | None = None
+
+    def __str__(self) -> str:
+        return ".".join("-" if v is None else str(v) for v in (self.activity_before, self.event_before))
+
+    @classmethod
+    def parse(cls, raw: str) -> "TimelineCursor":
+        match = _TIMELINE_CURSOR.match(raw)
+        if match is None:
+            raise BadCursor("Invalid page cursor.")
+        a, e = (None if part == "-" else int(part) for part in match.groups())
+        return cls(a, e)
+
+
+@dataclass
+class TimelinePage:
+    items: list[ActivityEntry | TaskEvent]  # newest first
+    next_cursor: TimelineCursor | None  # None: this page reaches the task's first event
+    has_activity: bool  # on a first page: whether the agent logged anything at all
+
+
+def timeline_page(task: Task, *, before: TimelineCursor | None = None, limit: int = TIMELINE_PAGE_SIZE) -> TimelinePage:
+    """One page of a task's timeline: activity entries and events (but the `task.activity` ones,
+    whose entries are there themselves), newest first, in two queries whatever the log's length.
+
+    Each source is read newest first by id on its (task, id) index; the two are merged by time.
+    A tool result that answers a call comes with its call (`call.result`), not on its own.
+    """
+    before = before or TimelineCursor()
+    activity = ActivityEntry.objects.filter(task_id=task.pk, call__isnull=True).select_related("result")
+    if before.activity_before is not None:
+        activity = activity.filter(id__lt=before.activity_before)
+    events = TaskEvent.objects.filter(task_id=task.pk).exclude(type=models.EventType.ACTIVITY)
+    if before.event_before is not None:
+        events = events.filter(id__lt=before.event_before)
+    entries = list(activity.order_by("-id")[: limit + 1])
+    changes = list(events.order_by("-id")[: limit + 1])
+    merged = list(
+        heapq.merge(
+            ((e.created_at, 0, e.pk, e) for e in entries),
+            ((e.created_at, 1, e.pk, e) for e in changes),
+            key=lambda row: row[:3],
+            reverse=True,
+        )
+    )
+    items = [row[3] for row in merged[:limit]]
+    next_cursor = None
+    if len(merged) > limit:
+        taken_activity = [item.pk for item in items if isinstance(item, ActivityEntry)]
+        taken_events = [item.pk for item in items if isinstance(item, TaskEvent)]
+        next_cursor = TimelineCursor(
+            min(taken_activity, default=before.activity_before), min(taken_events, default=before.event_before)
+        )
+    return TimelinePage(items=items, next_cursor=next_cursor, has_activity=bool(entries))
 
 
 # --- Dashboard: detail page and pushed fragments ------------------------------------------
@@ -603,12 +677,8 @@ def latest_hitl(task: Task) -> HitlRequest | None:
     return HitlRequest.objects.filter(task=task).order_by("-requested_at", "-id").first()
 
 
-def recent_activity(task: Task, *, limit: int = 20) -> list[ActivityEntry]:
-    """The newest activity entries of a task, oldest first."""
-    rows = list(ActivityEntry.objects.filter(task=task).order_by("-id")[:limit])
-    rows.reverse()
-    return rows
-
-
 def activity_entries(task_pk: int, ids: list[int]) -> list[ActivityEntry]:
-    return list(ActivityEntry.objects.filter(task_id=task_pk, pk__in=ids).order_by("id"))
+    """Entries of a task by id, in log order, each with its call and its result (one query)."""
+    return list(
+        ActivityEntry.objects.filter(task_id=task_pk, pk__in=ids).select_related("call", "result").order_by("id")
+    )

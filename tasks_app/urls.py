@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import tasks
+from .views import activity, tasks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="task_list", permanent=False)),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("tasks/<slug:org>/<str:task_id>/metadata/", tasks.task_set_metadata, name="task_set_metadata"),
     path("tasks/<slug:org>/<str:task_id>/stop/", tasks.task_stop, name="task_stop"),
     path("tasks/<slug:org>/<str:task_id>/retry/", tasks.task_retry, name="task_retry"),
+    path("tasks/<slug:org>/<str:task_id>/timeline/", activity.task_timeline, name="task_timeline"),
     # A bare id pasted from a log: redirects to the task, or asks which organization's.
     path("tasks/<str:task_id>/", tasks.task_by_id, name="task_by_id"),
 ]

@@ -1,16 +1,19 @@
-"""The activity log panel: pages, filters, search, constant queries, escaping, pushed entries."""
+"""The activity log page: newest first, keyset pages, filters and search in the URL, constant queries,
+escaping, live."""
+
+import re
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tasks_app import selectors, services
-from tasks_app.live import fragments_hitl
-from tasks_app.models import ActivityEntry, EventType, TaskEvent
+from tasks_app.live.fragments import render_event_html
+from tasks_app.models import ActivityEntry, TaskEvent
 from tasks_app.templatetags.taskdesk import task_url
 
 HX = {"HTTP_HX_REQUEST": "true"}
-ROW = "data-activity-entry data-kind"  # one per rendered entry
+ROW = 'data-timeline-item data-source="activity"'  # one per rendered item
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
 
@@ -51,16 +54,20 @@ def _url(task, **params):
     return base + ("?" + urlencode(params) if params else "")
 
 
-def test_full_page_and_htmx_panel(client, alice, task, system_actor):
+def test_full_page_and_htmx_list(client, alice, task, system_actor):
     _fill(task, 3, system_actor)
     client.force_login(alice)
     page = client.get(_url(task))
-    assert page.status_code == 200 and "<html" in page.content.decode()
-    panel = client.get(_url(task), **HX)
-    html = panel.content.decode()
-    assert panel.status_code == 200 and "<html" not in html
-    assert html.lstrip().startswith('<section id="activity-panel"') and 'id="activity-entries"' in html
-    assert html.count(ROW) == 3
+    html = page.content.decode()
+    assert page.status_code == 200 and "<html" in html
+    # Live like the task page: the task's socket, from the event the page was rendered at.
+    newest = TaskEvent.objects.filter(task=task).order_by("-id").first()
+    assert f'ws-connect="/ws/tasks/acme/log-1/?after={newest.pk}"' in html
+    listing = client.get(_url(task), **HX)
+    fragment = listing.content.decode()
+    assert listing.status_code == 200 and "<html" not in fragment
+    assert fragment.lstrip().startswith('<ol id="timeline-entries"') and "data-activity-only" in fragment
+    assert fragment.count(ROW) == 2  # a message, and a tool call with its result
 
 
 def test_entries_show_role_tool_json_time_and_tokens(client, alice, task, system_actor):
@@ -68,51 +75,52 @@ def test_entries_show_role_tool_json_time_and_tokens(client, alice, task, system
     client.force_login(alice)
     html = client.get(_url(task), **HX).content.decode()
     first = ActivityEntry.objects.filter(task=task).first()
-    assert f'id="activity-{first.pk}"' in html
-    assert 'activity-role--user">user<' in html
-    assert '<code class="activity-tool">lookup_order</code>' in html and "call-1" in html
-    assert (
-        '<details class="activity-json" open><summary>Arguments</summary><pre>{\n  &quot;order&quot;: 1\n}</pre>'
-        in html
-    )
-    assert "&quot;status&quot;: &quot;shipped&quot;" in html
+    assert f'id="tl-a-{first.pk}"' in html
+    assert '<span class="tl-role">user</span>' in html
+    assert '<code class="tl-tool">lookup_order</code>' in html and "call-1" in html
+    assert '<span class="tl-label">Arguments</span> <code>{&quot;order&quot;: 1}</code>' in html
+    # The call's result is shown with it (paired by tool call id), not again on its own.
+    assert '<span class="tl-label">Result</span> <code>{&quot;status&quot;: &quot;shipped&quot;}</code>' in html
+    assert html.count(ROW) == 3 and 'data-kind="tool_result"' not in html
     assert "4 tok" in html and "<time datetime=" in html  # step 3: 3 prompt + 1 completion
 
 
-def test_pages_walk_the_whole_log_in_order_by_keyset(client, alice, task, system_actor):
-    _fill(task, 120, system_actor)
+def test_pages_walk_the_whole_log_newest_first_by_keyset(client, alice, task, system_actor):
+    _fill(task, 120, system_actor, kind_cycle=("message", "reasoning"))
     client.force_login(alice)
     html = client.get(_url(task), **HX).content.decode()
     assert html.count(ROW) == 50 and 'id="activity-more"' in html
     assert 'hx-trigger="intersect once"' in html
-    seen = 50
-    after = selectors.activity_page(task).next_after_id
-    while after:
-        chunk = client.get(_url(task, after=after), **HX).content.decode()
+    ids = [int(i) for i in re.findall(r'id="tl-a-(\d+)"', html)]
+    before = selectors.activity_page(task).next_before_id
+    while before:
+        chunk = client.get(_url(task, before=before), **HX).content.decode()
         assert "<section" not in chunk and "<ol" not in chunk  # just rows + the next sentinel
-        seen += chunk.count(ROW)
-        nxt = selectors.activity_page(task, after_id=after).next_after_id
-        assert (f"after={nxt}" in chunk) if nxt else ('id="activity-more"' not in chunk)
-        after = nxt
-    assert seen == 120
-    ids = []
-    after = None
-    while True:
-        page = selectors.activity_page(task, after_id=after, limit=7)
-        ids += [e.pk for e in page.entries]
-        if page.next_after_id is None:
-            break
-        after = page.next_after_id
-    assert ids == list(ActivityEntry.objects.filter(task=task).order_by("id").values_list("pk", flat=True))
+        ids += [int(i) for i in re.findall(r'id="tl-a-(\d+)"', chunk)]
+        nxt = selectors.activity_page(task, before_id=before).next_before_id
+        assert (f"before={nxt}" in chunk) if nxt else ("The first entry." in chunk)
+        before = nxt
+    assert ids == list(ActivityEntry.objects.filter(task=task).order_by("-id").values_list("pk", flat=True))
 
 
 def test_kind_filter(client, alice, task, system_actor):
     _fill(task, 12, system_actor)
     client.force_login(alice)
-    html = client.get(_url(task, kind="tool_call"), HTTP_HX_TARGET="activity-entries", **HX).content.decode()
-    assert html.lstrip().startswith('<ol id="activity-entries"') and "data-filtered" in html
+    html = client.get(_url(task, kind="tool_call"), **HX).content.decode()
+    assert html.lstrip().startswith('<ol id="timeline-entries"') and 'data-filter-kind="tool_call"' in html
     assert html.count(ROW) == 3 and 'data-kind="message"' not in html
+    results = client.get(_url(task, kind="tool_result"), **HX).content.decode()
+    assert results.count(ROW) == 3  # filtered to results, each is shown on its own
     assert client.get(_url(task, kind="bogus"), **HX).status_code == 400
+
+
+def test_the_filters_are_the_pages_url(client, alice, task, system_actor):
+    _fill(task, 8, system_actor)
+    client.force_login(alice)
+    html = client.get(_url(task, kind="message", q="Step 4")).content.decode()
+    assert '<option value="message" selected>' in html and 'value="Step 4"' in html
+    assert 'data-filter-q="step 4"' in html and html.count(ROW) == 1
+    assert 'hx-replace-url="true"' in html  # changing a filter updates the address
 
 
 def test_search_finds_text_in_content_tool_names_and_json(client, alice, task, system_actor):
@@ -125,25 +133,22 @@ def test_search_finds_text_in_content_tool_names_and_json(client, alice, task, s
     client.force_login(alice)
 
     def found(**params):
-        return client.get(_url(task, **params), HTTP_HX_TARGET="activity-entries", **HX).content.decode().count(ROW)
+        return client.get(_url(task, **params), **HX).content.decode().count(ROW)
 
     assert found(q="step 5") == 1
     assert found(q="LOOKUP_ORDER") == 4
     assert found(q="zebra-9") == 1
     assert found(q="shipped", kind="tool_result") == 2
     assert found(q="nothing like this") == 0
-    assert (
-        "No entries match."
-        in client.get(_url(task, q="nothing"), HTTP_HX_TARGET="activity-entries", **HX).content.decode()
-    )
+    assert "No entries match." in client.get(_url(task, q="nothing"), **HX).content.decode()
 
 
 def test_search_pages_keep_the_filters_in_the_sentinel(client, alice, task):
     _bulk(task, 130)
     client.force_login(alice)
-    html = client.get(_url(task, q="m 1", kind="message"), HTTP_HX_TARGET="activity-entries", **HX).content.decode()
+    html = client.get(_url(task, q="m 1", kind="message"), **HX).content.decode()
     assert 'id="activity-more"' not in html  # 41 matches fit one page
-    html = client.get(_url(task, q="m ", kind="message"), HTTP_HX_TARGET="activity-entries", **HX).content.decode()
+    html = client.get(_url(task, q="m ", kind="message"), **HX).content.decode()
     assert "kind=message" in html and "q=m" in html and 'id="activity-more"' in html
 
 
@@ -162,8 +167,8 @@ def test_query_count_is_constant_in_log_length(client, alice, acme, system_actor
 
     assert queries(small) == queries(large)
     assert queries(small, q="m 1") == queries(large, q="m 1")
-    after = ActivityEntry.objects.filter(task=large).order_by("id")[500].pk
-    assert queries(large, after=after) == queries(small, after=1)
+    before = ActivityEntry.objects.filter(task=large).order_by("id")[500].pk
+    assert queries(large, before=before) == queries(small, before=10**9)
 
 
 def test_xss_in_content_and_tool_arguments_is_text(client, alice, task, system_actor):
@@ -178,22 +183,10 @@ def test_xss_in_content_and_tool_arguments_is_text(client, alice, task, system_a
     client.force_login(alice)
     for html in (
         client.get(_url(task), **HX).content.decode(),
-        fragments_hitl.render_activity_event_html(TaskEvent.objects.filter(task=task).last()),
+        render_event_html(TaskEvent.objects.filter(task=task).last(), page="detail", can_edit=True),
     ):
         assert "<script>alert(1)" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-
-
-def test_pushed_activity_appends_new_entries_at_the_end(task, system_actor):
-    created = services.append_activity(
-        task=task, actor=system_actor, entries=[{"content": "hello"}, {"kind": "reasoning", "content": "think"}]
-    )
-    event = TaskEvent.objects.get(task=task, type=EventType.ACTIVITY)
-    html = fragments_hitl.render_activity_event_html(event)
-    assert html.lstrip().startswith(f'<div id="activity-append-{event.pk}" hx-swap-oob="beforeend:#activity-entries">')
-    assert html.index(f'id="activity-{created[0].pk}"') < html.index(f'id="activity-{created[1].pk}"')
-    other = TaskEvent.objects.get(task=task, type=EventType.CREATED)
-    assert fragments_hitl.render_activity_event_html(other) == ""
 
 
 def test_viewer_reads_logs(client, bob, task, system_actor):
@@ -206,13 +199,13 @@ def test_outsider_gets_404(client, charlie, task, system_actor):
     _fill(task, 2, system_actor)
     client.force_login(charlie)
     assert client.get(_url(task)).status_code == 404
-    assert client.get(_url(task, after=1), **HX).status_code == 404
+    assert client.get(_url(task, before=1), **HX).status_code == 404
 
 
 def test_bad_cursor_is_400_and_login_is_required(client, alice, task):
     assert client.get(_url(task)).status_code == 302
     client.force_login(alice)
-    assert client.get(_url(task, after="x"), **HX).status_code == 400
+    assert client.get(_url(task, before="x"), **HX).status_code == 400
 
 
 def test_the_same_id_in_another_organization_has_its_own_log(client, charlie, task, globex, system_actor):

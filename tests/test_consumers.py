@@ -206,6 +206,32 @@ async def test_the_detail_socket_hears_only_its_task(cookies, acme, acme_task, a
     await alice.disconnect()
 
 
+async def test_the_detail_socket_pushes_timeline_items_on_top_escaped(cookies, acme_task, alice_actor):
+    """The task page's timeline grows live: each event's items on top; a call answered later is
+    replaced where it is; hostile text arrives as text."""
+    alice, connected = await connect(detail_path(acme_task), cookies["alice"])
+    assert connected
+    append = database_sync_to_async(services.append_activity)
+    (call,) = await append(task=acme_task, actor=alice_actor, entries=[
+        {"kind": "tool_call", "tool_name": XSS, "tool_arguments": {"q": XSS}},
+    ])  # fmt: skip
+    html = await alice.receive_from(timeout=5)
+    assert 'hx-swap-oob="afterbegin:#timeline-entries"' in html and f'<li id="tl-a-{call.pk}"' in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img" not in html
+    await append(task=acme_task, actor=alice_actor, entries=[
+        {"kind": "tool_result", "tool_name": XSS, "tool_output": {"ok": False, "error": XSS}},
+    ])  # fmt: skip
+    html = await alice.receive_from(timeout=5)
+    replaced = f'<li id="tl-a-{call.pk}" class="tl-item tl-activity tl-tool_call is-failed tl-live" hx-swap-oob="true"'
+    assert replaced in html
+    assert "afterbegin:#timeline-entries" not in html and "<img" not in html
+    await update(task=acme_task, actor=alice_actor, title=XSS)
+    html = await alice.receive_from(timeout=5)
+    event_id = await newest_event_id(acme_task)
+    assert f'<li id="tl-e-{event_id}"' in html and "Changed title" in html and "<img" not in html
+    await alice.disconnect()
+
+
 async def test_bob_the_viewer_gets_the_variant_without_edit_controls(cookies, acme_task, alice_actor, renders):
     alice, _ = await connect(detail_path(acme_task), cookies["alice"])
     bob, connected = await connect(detail_path(acme_task), cookies["bob"])

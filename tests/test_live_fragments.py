@@ -70,7 +70,7 @@ def test_can_edit_controls_the_edit_forms(task, system_actor):
     assert "csrfmiddlewaretoken" not in detail_editable  # the token comes from <body hx-headers>
 
 
-def test_detail_fragment_has_every_panel_and_the_history_entry(task, alice):
+def test_detail_fragment_has_every_panel_and_the_timeline_item(task, alice):
     services.task_update(task=task, actor=services.Actor.for_user(alice), priority=90, result="done")
     event = last_event(task)
     html = render_event_html(event, page="detail", can_edit=True)
@@ -84,15 +84,27 @@ def test_detail_fragment_has_every_panel_and_the_history_entry(task, alice):
         "panel-priority",
         "panel-tokens",
         "panel-plan",
-        f"history-new-{event.pk}",
+        f"timeline-new-{event.pk}",
         "last-event-id",
     ):
         assert panel in ids, panel
-    assert 'hx-swap-oob="afterbegin:#history-list"' in html
-    assert f'<li id="event-{event.pk}"' in html and "<b>alice</b>" in html and "<ins>90</ins>" in html
-    assert "activity-append" not in html
+    assert f'<div id="timeline-new-{event.pk}" hx-swap-oob="afterbegin:#timeline-entries">' in html
+    item = html[html.index(f'<li id="tl-e-{event.pk}"') :]
+    assert "tl-live" in item[:200]  # marked as it arrives (the page's short visual cue)
+    assert "alice" in item and "<ins>90</ins>" in item and "<ins>done</ins>" in item
     # A reviewer typing in the decision panel is not interrupted by unrelated changes...
     assert "panel-hitl" not in ids
+
+
+def test_only_the_panels_an_event_changed_are_marked(task, system_actor):
+    services.task_update(task=task, actor=system_actor, priority=91)
+    html = render_event_html(last_event(task), page="detail", can_edit=True)
+    marked = re.findall(r'<[a-z]+ id="([^"]+)" class="[^"]*live-changed', html)
+    assert marked == ["panel-priority"]
+    services.task_update(task=task, actor=system_actor, status="executing", metadata={"k": 1})
+    html = render_event_html(last_event(task), page="detail", can_edit=True)
+    marked = re.findall(r'<[a-z]+ id="([^"]+)" class="[^"]*live-changed', html)
+    assert marked == ["task-header", "panel-status", "panel-metadata"]
 
 
 def test_detail_fragment_renders_the_decision_panel_when_the_pause_changes(task, system_actor):
@@ -103,14 +115,38 @@ def test_detail_fragment_renders_the_decision_panel_when_the_pause_changes(task,
     assert "Refund &lt;b&gt;now&lt;/b&gt;?" in html and 'id="hitl-badge"' in html
 
 
-def test_activity_event_appends_entries(task, system_actor):
-    services.append_activity(
-        task=task, actor=system_actor, entries=[{"kind": "message", "content": "hello"}, {"kind": "reasoning"}]
+def test_activity_event_puts_its_entries_on_top_newest_first(task, system_actor):
+    hello, call, result, thought = services.append_activity(
+        task=task,
+        actor=system_actor,
+        entries=[
+            {"kind": "message", "content": "hello"},
+            {"kind": "tool_call", "tool_name": "lookup", "tool_call_id": "c1"},
+            {"kind": "tool_result", "tool_name": "lookup", "tool_call_id": "c1", "tool_output": {"ok": True}},
+            {"kind": "reasoning"},
+        ],
     )
     event = last_event(task)
     html = render_event_html(event, page="detail", can_edit=False)
-    assert f'<div id="activity-append-{event.pk}" hx-swap-oob="beforeend:#activity-entries">' in html
-    assert html.count('id="activity-') == 3 and "hello" in html  # the wrapper and two entries
+    assert f'<div id="timeline-new-{event.pk}" hx-swap-oob="afterbegin:#timeline-entries">' in html
+    # The call and its result logged together are one item; newest first, as the timeline reads.
+    assert re.findall(r'<li id="(tl-a-\d+)"', html) == [f"tl-a-{thought.pk}", f"tl-a-{call.pk}", f"tl-a-{hello.pk}"]
+    assert "✓ ok" in html and f"tl-a-{result.pk}" not in html
+
+
+def test_a_result_logged_later_replaces_its_call_where_it_is(task, system_actor):
+    services.task_update(task=task, actor=system_actor, status="executing")
+    (call,) = services.append_activity(task=task, actor=system_actor, entries=[{"kind": "tool_call", "tool_name": "t"}])
+    pushed = render_event_html(last_event(task), page="detail", can_edit=True)
+    assert "running" in pushed and "data-elapsed" in pushed
+    (result,) = services.append_activity(
+        task=task, actor=system_actor, entries=[{"kind": "tool_result", "tool_name": "t", "tool_output": {"ok": False}}]
+    )
+    event = last_event(task)
+    html = render_event_html(event, page="detail", can_edit=True)
+    assert f"timeline-new-{event.pk}" not in html  # nothing new on top
+    assert re.search(rf'<li id="tl-a-{call.pk}" class="[^"]* is-failed tl-live" hx-swap-oob="true"', html)
+    assert "✕ failed" in html and f"tl-a-{result.pk}" not in html
 
 
 def test_deleted_task_row_is_marked(task, system_actor):
@@ -146,6 +182,10 @@ def test_render_makes_a_fixed_number_of_queries(acme, system_actor, django_asser
     with django_assert_max_num_queries(3):
         render_event_html(event, page="list", can_edit=True)
     with django_assert_max_num_queries(3):
+        render_event_html(event, page="detail", can_edit=True)
+    services.append_activity(task=task, actor=system_actor, entries=[{"kind": "message"}] * 100)
+    event = last_event(task)
+    with django_assert_max_num_queries(3):  # the task, its pending request, the entries (with calls and results)
         render_event_html(event, page="detail", can_edit=True)
 
 

@@ -59,13 +59,6 @@
       note.textContent = "This task changed while you were editing. Your input is kept; saving will show what changed.";
       return;
     }
-    // Appends of entries already on the page (a replayed event) are skipped.
-    if (target.id === "history-list" || target.id === "activity-list") {
-      var fresh = evt.detail.fragment && evt.detail.fragment.firstElementChild;
-      if (fresh && fresh.id && document.getElementById(fresh.id)) {
-        evt.detail.shouldSwap = false;
-      }
-    }
     // Keep an opened editor open across a swap of its panel.
     if (target.querySelector && target.querySelector("details.edit[open]")) {
       reopen[target.id] = true;

@@ -23,12 +23,14 @@ new to it or moved as "N new — show"; then the counts bar and the event id as 
 
 page "approvals" (the HITL inbox): fragments_hitl.render_hitl_event_html, and the event id.
 
-page "detail":
-- the panels `#task-header`, `#panel-status`, `#panel-hitl`, `#panel-result`, `#panel-metadata`,
-  `#panel-params`, `#panel-priority`, `#panel-tokens`, `#panel-plan` (hx-swap-oob="true");
-- the history entry, prepended to `#history-list` (`afterbegin`);
+page "detail" (the task page, and its activity log page, which shows only what it has targets for):
+- the panels `#task-header`, `#panel-status`, `#panel-result`, `#panel-metadata`,
+  `#panel-params`, `#panel-priority`, `#panel-tokens`, `#panel-plan` (hx-swap-oob="true"), the
+  ones whose fields the event changed marked `live-changed` (a short visual cue);
 - `#panel-hitl` (the decision panel) only when the pause changed;
-- for `task.activity`, the new entries appended to the open activity log (fragments_hitl);
+- the timeline's new items, prepended to `#timeline-entries` (`afterbegin`): the event itself,
+  or for `task.activity` its entries (a tool call with its result, when logged together); a call
+  answered by this event is replaced where it is (`<li id="tl-a-<call>" hx-swap-oob="true">`);
 - `<meta id="last-event-id" ...>`.
 
 The task is read as it is now (not as it was at the event): a replayed event shows the
@@ -41,7 +43,7 @@ from django.template.loader import render_to_string
 
 from .. import selectors
 from ..models import EventType, TaskEvent
-from . import fragments_hitl
+from . import fragments_hitl, timeline
 from .presenters import detail_context, status_count_groups
 
 PAGES = ("list", "detail", "approvals")
@@ -94,14 +96,73 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool, view: str 
             html += fragments_hitl.render_badge_html(event)
         return html
     context = {
-        **detail_context(task, can_edit=can_edit, history=False),
+        **detail_context(task, can_edit=can_edit),
         "event": event,
         # The decision panel is re-rendered only when the pause changed, so a reviewer typing
         # a reason is not interrupted by the agent's unrelated activity.
         "hitl_changed": event.type in HITL_EVENTS or "status" in (event.changes or []),
-        "activity_html": fragments_hitl.render_activity_event_html(event),
+        "changed": changed_panels(event),
+        "timeline_html": render_timeline_html(event, task),
     }
     html = render_to_string("tasks/task_detail.html#live-detail", context)
     if fragments_hitl.affects_pending_count(event):
         html += fragments_hitl.render_badge_html(event)
     return html
+
+
+# Which detail panels show each field (the cue marks those an event changed).
+PANELS_OF_FIELD = {
+    "title": ("header",),
+    "name": ("header",),
+    "agent": ("header",),
+    "source": ("header",),
+    "assigned_worker": ("header", "status"),
+    "status": ("header", "status"),
+    "status_reason": ("status",),
+    "started_at": ("status",),
+    "paused_at": ("status",),
+    "finished_at": ("status",),
+    "execution_attempts": ("status",),
+    "duration": ("status", "tokens"),
+    "result": ("result",),
+    "metadata": ("metadata",),
+    "params": ("params",),
+    "payload_extension": ("params",),
+    "priority": ("priority",),
+    "prompt_tokens": ("tokens",),
+    "completion_tokens": ("tokens",),
+    "used_tools": ("tokens",),
+    "deep_planning": ("plan",),
+    "deleted_at": ("header",),
+}
+
+
+def changed_panels(event: TaskEvent) -> set[str]:
+    panels = {panel for name in event.changes or [] for panel in PANELS_OF_FIELD.get(name, ())}
+    if event.type in (EventType.HITL_REQUESTED, EventType.HITL_DECIDED):
+        panels.add("hitl")
+    return panels
+
+
+def render_timeline_html(event: TaskEvent, task) -> str:
+    """The timeline items one event adds: new ones on top, a call it answers replaced in place."""
+    if event.type != EventType.ACTIVITY:
+        rows = [event]
+        answered = []
+    else:
+        ids = (event.after or {}).get("activity_ids") or []
+        entries = selectors.activity_entries(task.pk, ids)
+        logged = {entry.pk for entry in entries}
+        # Newest first, as the timeline reads; a result is shown with its call.
+        rows = [entry for entry in reversed(entries) if entry.call_id is None]
+        answered = [entry.call for entry in entries if entry.call_id is not None and entry.call_id not in logged]
+    if not rows and not answered:
+        return ""
+    context = {
+        "event": event,
+        "task": task,
+        "live": True,
+        "items": timeline.timeline_items(rows, task=task),
+        "answered": timeline.timeline_items(answered, task=task),
+    }
+    return render_to_string("activity/timeline.html#live-items", context)

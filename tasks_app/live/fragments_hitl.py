@@ -1,4 +1,4 @@
-"""HTML pushed over the websocket for the HITL inbox and for an open activity log.
+"""HTML pushed over the websocket for the HITL inbox.
 
 Rendered once per event (and per can_edit) by the caller's fragment cache, from templates, so
 everything is escaped there. Every top-level element carries an id and hx-swap-oob:
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from .. import selectors
 from ..lifecycle import Status
-from ..models import ActivityEntry, EventType, HitlRequest, TaskEvent
+from ..models import EventType, HitlRequest, TaskEvent
 
 
 def _hitl_for(event: TaskEvent) -> HitlRequest | None:
@@ -63,14 +63,3 @@ def render_badge_html(event: TaskEvent) -> str:
     """The navigation's pending-approvals count for the event's organization, swapped by id."""
     count = selectors.pending_hitl_count([event.organization_id])
     return render_to_string("approvals/live.html#badge", {"count": count})
-
-
-def render_activity_event_html(event: TaskEvent) -> str:
-    """New activity entries for an open log, appended at its end; "" for other events."""
-    if event.type != EventType.ACTIVITY:
-        return ""
-    ids = (event.after or {}).get("activity_ids") or []
-    entries = list(ActivityEntry.objects.filter(task_id=event.task_id, pk__in=ids).order_by("id"))
-    if not entries:
-        return ""
-    return render_to_string("activity/live.html", {"event": event, "entries": entries})

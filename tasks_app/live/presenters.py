@@ -7,8 +7,7 @@ names, so a partial never depends on which of the two rendered it.
 from tasks_app import lifecycle, selectors
 from tasks_app.models import Organization, Task, TaskEvent
 
-DETAIL_HISTORY_LIMIT = 50
-DETAIL_ACTIVITY_LIMIT = 20
+from . import timeline
 
 
 def count_rows(counts: dict[str, int]) -> list[dict]:
@@ -23,7 +22,7 @@ def status_count_groups(organizations: list[Organization]) -> list[dict]:
     ]
 
 
-def detail_context(task: Task, *, can_edit: bool, history: bool = True) -> dict:
+def detail_context(task: Task, *, can_edit: bool) -> dict:
     """Everything the detail panels read, loaded with a fixed number of queries."""
     done, total = task.plan_progress
     # The decision stays on the page once made (who, what, when, the answer, the amended payload).
@@ -39,9 +38,13 @@ def detail_context(task: Task, *, can_edit: bool, history: bool = True) -> dict:
         "plan_percent": round(100 * done / total) if total else 0,
         "statuses": lifecycle.STATUS_CHOICES,
     }
-    if history:
-        context["history"] = list(selectors.task_events(task, limit=DETAIL_HISTORY_LIMIT))
     return context
+
+
+def timeline_context(task: Task, before: selectors.TimelineCursor | None = None) -> dict:
+    """A page of the task's timeline (the newest without `before`), as the timeline partials read it."""
+    page = selectors.timeline_page(task, before=before)
+    return {"page": page, "items": timeline.timeline_items(page.items, task=task)}
 
 
 def conflict_context(task: Task, expected_version: int) -> dict:

@@ -96,6 +96,47 @@ def exact_time(value: datetime | None) -> str:
 
 
 @register.filter
+def machine_time(value: datetime | None) -> str:
+    """A `<time datetime>` value: UTC to the second (no microseconds on the page)."""
+    if not value:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@register.simple_tag
+def server_now() -> str:
+    """The server's clock for the page's ticking times (to the second, like every time on the page)."""
+    return machine_time(timezone.now())
+
+
+@register.inclusion_tag("tasks/tags/elapsed.html")
+def elapsed(since: datetime, now: datetime | None = None) -> dict:
+    """Time passed since `since` ("3 m 04 s"), ticking every second in the browser (static/js/timeline.js)."""
+    return {"since": since, "text": elapsed_text(((now or timezone.now()) - since).total_seconds())}
+
+
+def elapsed_text(seconds: float) -> str:
+    """Whole seconds counting up: "7 s", "3 m 04 s", "2 h 05 m", "3 d 01 h" (static/js/timeline.js, the same steps)."""
+    seconds = max(1, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} m {seconds % 60:02d} s"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h {minutes % 60:02d} m"
+    return f"{hours // 24} d {hours % 24:02d} h"
+
+
+@register.inclusion_tag("tasks/tags/task_duration.html")
+def task_duration(task) -> dict:
+    """How long a task ran: ticking while it is active (from its start), else its duration."""
+    running = task.started_at is not None and not lifecycle.is_terminal(task.status) and task.deleted_at is None
+    return {"task": task, "running": running}
+
+
+@register.filter
 def duration(seconds: float | int | None) -> str:
     """1.25 -> "1.3 s", 184 -> "3 m 04 s", 7500 -> "2 h 05 m"."""
     if seconds is None or seconds == "":

@@ -1,18 +1,22 @@
-"""The activity log panel of a task: filters, search and keyset pages loaded as you scroll."""
+"""A task's activity log page (filters and search in the URL, live like the task page) and the
+older pages of the task's timeline, both newest first, by keyset, loaded as the reader scrolls."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseBadRequest
 from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET
 
-from .. import selectors
+from .. import lifecycle, selectors
+from ..live import timeline
+from ..live.presenters import timeline_context
 from ..models import ActivityKind
 from ..services.validation import ascii_int, text_problem
 
 LOG = "activity/log.html"
+TIMELINE = "activity/timeline.html"
 
 
-@require_http_methods(["GET"])
+@require_GET
 @login_required
 def activity_log(request, org: str, task_id: str):
     task = selectors.get_task_for_user(request.user, org, task_id)
@@ -22,28 +26,46 @@ def activity_log(request, org: str, task_id: str):
     q = request.GET.get("q", "").strip()[:200]
     if text_problem(q):
         return HttpResponseBadRequest("The search text must not contain NUL characters.")
-    after_raw = request.GET.get("after", "")
-    after_id = ascii_int(after_raw) if after_raw else None
-    if after_raw and after_id is None:
+    before_raw = request.GET.get("before", "")
+    before_id = ascii_int(before_raw) if before_raw else None
+    if before_raw and before_id is None:
         return HttpResponseBadRequest("Invalid page cursor.")
-    page = selectors.activity_page(task, kind=kind or None, q=q or None, after_id=after_id)
+    fragment = bool(request.htmx) and not request.htmx.history_restore_request
+    # Read before the entries (full page): an event committed in between is replayed by the socket.
+    last_event_id = None if fragment else selectors.last_event_id([task.organization_id], task_pk=task.pk)
+    page = selectors.activity_page(task, kind=kind or None, q=q or None, before_id=before_id)
+    active = not lifecycle.is_terminal(task.status)
     context = {
         "task": task,
         "page": page,
-        "entries": page.entries,
+        "items": [timeline.activity_item(entry, task_active=active) for entry in page.entries],
         "kind": kind,
         "q": q,
         "kinds": ActivityKind.choices,
         "filtered": bool(kind or q),
+        "last_event_id": last_event_id,
     }
     template = LOG
-    if request.htmx:
-        if after_id:
-            template += "#activity-page"  # the next rows and a new sentinel, replacing the old sentinel
-        elif request.htmx.target == "activity-entries":
-            template += "#activity-list"  # a filter or search changed: the list only, the form keeps focus
-        else:
-            template += "#activity-panel"
+    if fragment:
+        # Older entries replace the sentinel; a changed filter or search replaces the list (the form keeps focus).
+        template += "#activity-page" if before_id else "#activity-list"
     response = render(request, template, context)
-    response["Vary"] = "HX-Request, HX-Target"
+    response["Vary"] = "HX-Request"
+    return response
+
+
+@require_GET
+@login_required
+def task_timeline(request, org: str, task_id: str):
+    """An older page of the task page's timeline: its items and the next sentinel (or the start)."""
+    task = selectors.get_task_for_user(request.user, org, task_id)
+    raw = request.GET.get("before", "")
+    try:
+        before = selectors.TimelineCursor.parse(raw) if raw else None
+    except selectors.BadCursor as exc:
+        return HttpResponseBadRequest(str(exc))
+    context = {"task": task, **timeline_context(task, before)}
+    fragment = bool(request.htmx) and not request.htmx.history_restore_request
+    response = render(request, TIMELINE + "#timeline-page" if fragment else TIMELINE, context)
+    response["Vary"] = "HX-Request"
     return response

@@ -20,7 +20,13 @@ from tasks_app.services import Actor
 from tasks_app.services.validation import JsonRefused, parse_json
 from tasks_app.templatetags.taskdesk import task_url
 
-from ..live.presenters import conflict_context, detail_context, replay_context, status_count_groups
+from ..live.presenters import (
+    conflict_context,
+    detail_context,
+    replay_context,
+    status_count_groups,
+    timeline_context,
+)
 
 LIST_TEMPLATE = "tasks/task_list.html"
 DETAIL_TEMPLATE = "tasks/task_detail.html"
@@ -145,13 +151,14 @@ def task_by_id(request: HttpRequest, task_id: str) -> HttpResponse:
 @login_required
 def task_detail(request: HttpRequest, org: str, task_id: str) -> HttpResponse:
     task = selectors.get_task_for_user(request.user, org, task_id)
+    # Read before the timeline: an event committed in between is replayed by the socket, not lost.
     last_event_id = selectors.last_event_id([task.organization_id], task_pk=task.pk)
     task = selectors.task_for_fragment(task.pk)
     context = {
         **_base_context(request),
         **detail_context(task, can_edit=selectors.can_edit(request.user, task.organization_id)),
+        **timeline_context(task),
         "sub_tasks": selectors.sub_tasks(task),
-        "activity": selectors.recent_activity(task),
         "last_event_id": last_event_id,
     }
     template = DETAIL_TEMPLATE
@@ -254,7 +261,7 @@ def _patch(request: HttpRequest, org: str, task_id: str, form_key: str, apply) -
         response = render(request, LIST_TEMPLATE + "#row-patch-response", context, status=status)
     else:
         context = {
-            **detail_context(fresh, can_edit=can_edit, history=status == 200),
+            **detail_context(fresh, can_edit=can_edit),
             f"{form_key}_form": form if status != 200 else None,
             "saved": status == 200,
             "panel": panel,

@@ -65,8 +65,8 @@ def test_pages_show_payloads_as_text(new_session, poisoned, path):
     page.goto(path)
     expect(page.locator("body")).to_contain_text("window.pwned='img'")
     if path == "/tasks/acme/xss-1/":
-        # The activity log loads as its own fragment: wait for it, then check it too.
-        expect(page.locator("#activity-entries")).to_contain_text("window.pwned='script'")
+        # The timeline: every kind of activity and event, as text.
+        expect(page.locator("#timeline-entries")).to_contain_text("window.pwned='script'")
     page.wait_for_timeout(300)  # give any injected hx-trigger="load" a chance to fire
     _assert_inert(page, dialogs)
     assert "/login/" not in page.url  # the injected hx-get to /logout/ never ran
