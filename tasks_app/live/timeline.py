@@ -18,7 +18,7 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 
 from .. import lifecycle
-from ..models import ActivityEntry, ActivityKind, EventType, TaskEvent
+from ..models import ActivityEntry, ActivityKind, EventType, HitlDecision, TaskEvent
 from ..templatetags.taskdesk import duration
 
 # Fields whose values are JSON objects, diffed per key.
@@ -153,7 +153,7 @@ class EventItem:
         return self.event.type.removeprefix("task.")
 
 
-DECISION_LABELS = {"approved": "Approved", "rejected": "Rejected", "withdrawn": "Withdrawn"}
+DECISION_LABELS = dict(HitlDecision.choices)
 
 
 def event_item(event: TaskEvent) -> EventItem:
