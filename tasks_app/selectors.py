@@ -7,16 +7,17 @@ import json
 import math
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, QueryDict
+from django.utils import timezone
 
 from . import lifecycle, models
-from .models import ActivityEntry, ApiToken, HitlRequest, Membership, Organization, Role, Task, TaskEvent
+from .models import ActivityEntry, ApiToken, HitlDecision, HitlRequest, Membership, Organization, Role, Task, TaskEvent
 from .services import counters
 from .services.errors import TaskNotFound
 from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok, text_problem
@@ -413,10 +414,11 @@ _CURSOR_TYPES: dict[str, tuple[type, ...]] = {
     "status": (str,),
     "title": (str,),
     "duration": (int, float),
+    "decided_at": (datetime,),
 }
 
 
-def _decode_cursor(sort: str, cursor: str):
+def _decode_cursor(sort: str, cursor: str, *, field: str | None = None):
     try:
         if len(cursor) > 1000:
             raise ValueError("too long")
@@ -431,7 +433,8 @@ def _decode_cursor(sort: str, cursor: str):
         raise BadCursor("Invalid page cursor.") from None
     if cursor_sort != sort:
         raise BadCursor("The page cursor belongs to another sort order.")
-    field, _ = _sort_spec(sort)
+    if field is None:
+        field, _ = _sort_spec(sort)
     expected = _CURSOR_TYPES[field]
     valid_pk = isinstance(pk, int) and not isinstance(pk, bool) and 0 <= pk < 2**63
     valid_value = isinstance(value, expected) and not isinstance(value, bool)
@@ -504,13 +507,79 @@ def status_counts_by_group_by(organization_id: int) -> dict[str, int]:
 # --- HITL inbox and activity log -----------------------------------------------------------
 
 
-def pending_hitl_for_user(user) -> QuerySet[HitlRequest]:
-    """Pending requests of the user's organizations, oldest first (the inbox)."""
-    return (
-        HitlRequest.objects.filter(organization_id__in=organization_ids_for(user), decision__isnull=True)
-        .select_related("task", "task__agent", "task__organization")
-        .order_by("requested_at", "id")
+INBOX_SORTS = ("oldest", "deadline")
+# Deadline windows of the inbox's filter (pending requests).
+INBOX_DUE = {"overdue": "Overdue", "1h": "Due within 1 h", "24h": "Due within 24 h", "none": "No deadline"}
+# The decided tab's filter: each decision, and "timed out" (decided by the deadline).
+DECIDED_FILTERS = {**{d.value: d.label for d in HitlDecision}, "expired": "Timed out"}
+DECIDED_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class InboxFilters:
+    """What the inbox's URL narrows it to (views.approvals parses and checks it)."""
+
+    agent: str = ""  # agent name
+    organization_id: int | None = None  # one of the viewer's organizations
+    due: str = ""  # INBOX_DUE key (pending tab)
+    sort: str = "oldest"  # INBOX_SORTS (pending tab)
+    decision: str = ""  # DECIDED_FILTERS key (decided tab)
+
+
+def _inbox_requests(user, filters: InboxFilters) -> QuerySet[HitlRequest]:
+    org_ids = organization_ids_for(user)
+    if filters.organization_id is not None:
+        org_ids = [org for org in org_ids if org == filters.organization_id]
+    qs = HitlRequest.objects.filter(organization_id__in=org_ids).select_related(
+        "task", "task__agent", "task__organization"
     )
+    if filters.agent:
+        qs = qs.filter(task__agent__name=filters.agent)
+    return qs
+
+
+def pending_hitl_for_user(user, filters: InboxFilters = InboxFilters(), *, now: datetime | None = None):
+    """Pending requests of the user's organizations (the inbox): oldest first, or soonest
+    deadline first (none last); narrowed by agent, organization and deadline window."""
+    now = now or timezone.now()
+    qs = _inbox_requests(user, filters).filter(decision__isnull=True)
+    if filters.due == "overdue":
+        qs = qs.filter(deadline__lte=now)
+    elif filters.due in ("1h", "24h"):
+        window = timedelta(hours=1 if filters.due == "1h" else 24)
+        qs = qs.filter(deadline__gt=now, deadline__lte=now + window)
+    elif filters.due == "none":
+        qs = qs.filter(deadline__isnull=True)
+    if filters.sort == "deadline":
+        return qs.order_by(F("deadline").asc(nulls_last=True), "requested_at", "id")
+    return qs.order_by("requested_at", "id")
+
+
+@dataclass
+class DecidedPage:
+    requests: list[HitlRequest]
+    older: str | None  # cursor of the next (older) page
+
+
+def decided_hitl_page(
+    user, filters: InboxFilters = InboxFilters(), *, before: str | None = None, limit: int | None = None
+) -> DecidedPage:
+    """Closed requests of the user's organizations, newest decision first, by keyset on
+    (decided_at, id): who decided what, when. BadCursor for a cursor we did not issue."""
+    limit = limit or DECIDED_PAGE_SIZE
+    qs = _inbox_requests(user, filters).filter(decision__isnull=False, task__deleted_at__isnull=True)
+    if filters.decision == "expired":
+        qs = qs.filter(expired=True)
+    elif filters.decision:
+        qs = qs.filter(decision=filters.decision)
+    if before:
+        decided_at, pk = _decode_cursor("decided", before, field="decided_at")
+        qs = qs.filter(Q(decided_at__lt=decided_at) | Q(decided_at=decided_at, pk__lt=pk))
+    rows = list(qs.order_by("-decided_at", "-id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    older = _encode_cursor("decided", rows[-1].decided_at, rows[-1].pk) if more and rows else None
+    return DecidedPage(requests=rows, older=older)
 
 
 def pending_hitl_count(org_ids) -> int:

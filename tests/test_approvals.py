@@ -63,7 +63,8 @@ def test_inbox_as_htmx_fragment(client, alice, hitl):
     response = client.get(reverse("approvals_inbox"), **HX)
     html = response.content.decode()
     assert response.status_code == 200 and "<html" not in html
-    assert html.lstrip().startswith('<div id="hitl-list"') and f'id="hitl-{hitl.pk}"' in html
+    assert html.lstrip().startswith('<div id="inbox-results"') and f'id="hitl-{hitl.pk}"' in html
+    assert '<div id="hitl-list"' in html and "inbox-filters" not in html
     assert "HX-Request" in response["Vary"]
 
 

@@ -1,4 +1,7 @@
-"""The HITL inbox and the decide endpoint shared by the inbox and the task page's decision panel."""
+"""The HITL inbox (pending and decided tabs, filters in the URL) and the decide endpoint shared by
+the inbox and the task page's decision panel."""
+
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -10,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from .. import selectors, services
 from ..live.presenters import replay_context
-from ..models import Face, HitlDecision
+from ..models import Agent, Face, HitlDecision, Organization
 from ..services.validation import JsonRefused, parse_json
 from .tasks import no_organizations
 
@@ -21,9 +24,75 @@ TASK_PANEL = "tasks/task_detail.html#panel-hitl"
 AMEND_TEXT_LIMIT = 200_000
 
 
+def _filters(request, organizations) -> tuple[selectors.InboxFilters, list[str]]:
+    """The inbox's filters from its URL; a value it does not know is named and left out."""
+    errors = []
+    agent = request.GET.get("agent", "").strip()[:200]
+    organization_id = None
+    if slug := request.GET.get("org", "").strip():
+        found = [org for org in organizations if org.slug == slug]
+        if found:
+            organization_id = found[0].pk
+        else:
+            errors.append("You are in no organization by that name; showing all of yours.")
+    due = request.GET.get("due", "")
+    if due and due not in selectors.INBOX_DUE:
+        errors.append(f"Unknown deadline filter; choose one of: {', '.join(selectors.INBOX_DUE.values())}.")
+        due = ""
+    sort = request.GET.get("sort", "") or "oldest"
+    if sort not in selectors.INBOX_SORTS:
+        errors.append("Unknown order; showing the oldest first.")
+        sort = "oldest"
+    decision = request.GET.get("decision", "")
+    if decision and decision not in selectors.DECIDED_FILTERS:
+        errors.append(f"Unknown decision filter; choose one of: {', '.join(selectors.DECIDED_FILTERS.values())}.")
+        decision = ""
+    filters = selectors.InboxFilters(
+        agent=agent, organization_id=organization_id, due=due, sort=sort, decision=decision
+    )
+    return filters, errors
+
+
+def _inbox_context(request, org_ids: list[int], tab: str) -> dict:
+    """What both tabs show around their list: the filters, their choices and any refusal."""
+    organizations = list(Organization.objects.filter(pk__in=org_ids).order_by("name"))
+    filters, errors = _filters(request, organizations)
+    agents = Agent.objects.filter(organization_id__in=org_ids).order_by("name").values_list("name", flat=True)
+    selected_org = next((org for org in organizations if org.pk == filters.organization_id), None)
+    # Agent and organization carry over between the tabs; each tab's own filters stay on it.
+    shared = {"agent": filters.agent, "org": selected_org.slug if selected_org else ""}
+    if tab == "pending":
+        own = {"due": filters.due, "sort": "" if filters.sort == "oldest" else filters.sort}
+    else:
+        own = {"decision": filters.decision}
+    return {
+        "tab": tab,
+        "tab_query": urlencode({name: value for name, value in shared.items() if value}),
+        "filter_query": urlencode({name: value for name, value in {**shared, **own}.items() if value}),
+        "filters": filters,
+        "filter_errors": errors,
+        "organizations": organizations,
+        "several_organizations": len(organizations) > 1,
+        "agents": sorted(set(agents)),
+        "selected_org": selected_org,
+        "due_choices": selectors.INBOX_DUE,
+        "decision_choices": selectors.DECIDED_FILTERS,
+        "now": timezone.now(),
+        "show_task": True,
+    }
+
+
+def _render_tab(request, context: dict, partial: str):
+    template = f"{INBOX}#{partial}" if request.htmx and not request.htmx.boosted else INBOX
+    response = render(request, template, context)
+    response["Vary"] = "HX-Request"
+    return response
+
+
 @require_http_methods(["GET"])
 @login_required
 def inbox(request):
+    """Pending requests: oldest first or soonest deadline first, by agent, organization, deadline."""
     # Deadlines are resolved by `manage.py expire_hitl` (a system job); doing it here for the
     # viewer's own organizations keeps the inbox honest without a worker (one indexed query when
     # nothing is due) and never touches another organization's requests.
@@ -33,17 +102,27 @@ def inbox(request):
     services.hitl_expire_due(organization_ids=org_ids)
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
     replay = replay_context(org_ids)
-    requests = list(selectors.pending_hitl_for_user(request.user))
-    context = {
-        "requests": requests,
-        "now": timezone.now(),
-        **replay,
-        "show_task": True,
-    }
-    template = INBOX + "#inbox-list" if request.htmx else INBOX
-    response = render(request, template, context)
-    response["Vary"] = "HX-Request"
-    return response
+    context = {**_inbox_context(request, org_ids, "pending"), **replay}
+    context["requests"] = list(selectors.pending_hitl_for_user(request.user, context["filters"], now=context["now"]))
+    return _render_tab(request, context, "inbox-list")
+
+
+@require_http_methods(["GET"])
+@login_required
+def decided(request):
+    """Closed requests, newest decision first, a page at a time (keyset): who decided what, when."""
+    org_ids = selectors.organization_ids_for(request.user)
+    if not org_ids:
+        return no_organizations(request)
+    replay = replay_context(org_ids)
+    context = {**_inbox_context(request, org_ids, "decided"), **replay}
+    try:
+        page = selectors.decided_hitl_page(request.user, context["filters"], before=request.GET.get("before") or None)
+    except selectors.BadCursor as exc:
+        context["filter_errors"].append(f"{exc} Showing the newest decisions.")
+        page = selectors.decided_hitl_page(request.user, context["filters"])
+    context.update(page=page, requests=page.requests, paged=bool(request.GET.get("before")))
+    return _render_tab(request, context, "decided-list")
 
 
 def _parse_amendment(hitl, raw: str | None):
