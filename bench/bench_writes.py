@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
     parser.add_argument("--clients", type=int, default=4, help="concurrent writers per face")
     parser.add_argument("--agents", type=int, default=8, help="agents (tokens) writing at once into one org")
+    parser.add_argument(
+        "--only", default="", help="comma-separated measures: bare,single,native,xpander,agentex,jsonrpc,fleet"
+    )
     parser.add_argument("--profile", metavar="SVG", help="py-spy record daphne during the native 4-client run")
     args = parser.parse_args()
     _common.require_postgres("bench_writes")
@@ -217,6 +220,11 @@ def run(args) -> bool:
     _common.analyze()
 
     results: list[tuple[Result, Result | None, str]] = []  # (result, baseline, goal)
+    chosen = {name.strip() for name in args.only.split(",") if name.strip()}
+
+    def want(name: str) -> bool:
+        return not chosen or name in chosen
+
     raw = raw_psycopg([pks[i] for i in ids["raw"]], org.pk, args.seconds)
     print(f"raw psycopg, {clients} clients: {raw.rate:.0f} tx/s")
 
@@ -241,8 +249,9 @@ def run(args) -> bool:
         def bare_request(http, n, i):
             return http.post(f"{bare.url}/bare/{pks[ids['bare'][n]]}", json={"metadata": {"n": i}})
 
-        bare_result = load("bare Django view", clients, args.seconds, bare_request, server=bare.proc.pid)
-        results.append((bare_result, raw, ""))
+        if want("bare"):
+            bare_result = load("bare Django view", clients, args.seconds, bare_request, server=bare.proc.pid)
+            results.append((bare_result, raw, ""))
 
         headers = [{"Authorization": f"Bearer {raw_token}"} for raw_token in tokens]
         xheaders = [{"x-api-key": raw_token} for raw_token in tokens]
@@ -255,11 +264,13 @@ def run(args) -> bool:
 
             return request
 
-        single = td("native PATCH, 1 client", 1, max(2.0, args.seconds / 2), native("single"))
-        results.append((single, None, f"p50 < {LATENCY_GOAL_MS:.0f} ms"))
+        if want("single"):
+            single = td("native PATCH, 1 client", 1, max(2.0, args.seconds / 2), native("single"))
+            results.append((single, None, f"p50 < {LATENCY_GOAL_MS:.0f} ms"))
 
         spy = _py_spy(taskdesk.proc.pid, args.seconds, args.profile) if args.profile else None
-        results.append((td(f"native PATCH, {clients} clients", clients, args.seconds, native("native")), raw, ""))
+        if want("native"):
+            results.append((td(f"native PATCH, {clients} clients", clients, args.seconds, native("native")), raw, ""))
         if spy is not None:
             spy.wait(timeout=60)
 
@@ -270,7 +281,8 @@ def run(args) -> bool:
                 headers=xheaders[n],
             )
 
-        results.append((td(f"xpander update, {clients} clients", clients, args.seconds, xpander), raw, ""))
+        if want("xpander"):
+            results.append((td(f"xpander update, {clients} clients", clients, args.seconds, xpander), raw, ""))
 
         def agentex(http, n, i):
             return http.put(
@@ -279,28 +291,31 @@ def run(args) -> bool:
                 headers=headers[n],
             )
 
-        results.append((td(f"agentex update, {clients} clients", clients, args.seconds, agentex), raw, ""))
+        if want("agentex"):
+            results.append((td(f"agentex update, {clients} clients", clients, args.seconds, agentex), raw, ""))
 
         def jsonrpc(http, n, i):
             call = {"jsonrpc": "2.0", "id": i, "method": "task.update"}
             call["params"] = {"id": ids["jsonrpc"][n], "updates": {"metadata": {"n": i}}}
             return http.post(f"{taskdesk.url}/rpc", json=call, headers=headers[n])
 
-        results.append(
-            (
-                td(
-                    f"JSON-RPC task.update, {clients} clients",
-                    clients,
-                    args.seconds,
-                    jsonrpc,
-                    check=lambda r: "result" in r.json(),
-                ),
-                raw,
-                "",
+        if want("jsonrpc"):
+            results.append(
+                (
+                    td(
+                        f"JSON-RPC task.update, {clients} clients",
+                        clients,
+                        args.seconds,
+                        jsonrpc,
+                        check=lambda r: "result" in r.json(),
+                    ),
+                    raw,
+                    "",
+                )
             )
-        )
-        fleet = td(f"native PATCH, {agents} agents, one org", agents, args.seconds, native("fleet"))
-        results.append((fleet, raw, ""))
+        if want("fleet"):
+            fleet = td(f"native PATCH, {agents} agents, one org", agents, args.seconds, native("fleet"))
+            results.append((fleet, raw, ""))
     finally:
         taskdesk.stop()
         bare.stop()

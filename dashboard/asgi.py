@@ -1,6 +1,8 @@
 """ASGI entry point: pages through Django, agent APIs through Django with their own lean
 middleware, websockets through an exact origin check + session auth."""
 
+import asyncio
+import contextlib
 import os
 
 from django.core.asgi import get_asgi_application
@@ -17,7 +19,9 @@ if problem := database_problem():
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E402
+from django.urls import set_script_prefix  # noqa: E402
 
 from tasks_app.live.origin import SameOriginValidator  # noqa: E402
 from tasks_app.routing import websocket_urlpatterns  # noqa: E402
@@ -41,6 +45,57 @@ class AgentApiHandler(ASGIHandler):
             super().load_middleware(is_async=is_async)
         finally:
             settings.MIDDLEWARE = full
+
+    async def __call__(self, scope, receive, send):
+        """One request without Django's per-request thread machinery.
+
+        Django's ASGIHandler wraps each request in a ThreadSensitiveContext and sends
+        request_started / request_finished through sync_to_async, so every request started a
+        thread of its own and hopped to it twice: a fifth of a native PATCH's CPU (py-spy). Those
+        signals' receivers close the database connections and caches *of the thread they run
+        in*; the face views run in worker threads that take and return their own pooled
+        connection around the call (api/threads.py), so here they have nothing to do.
+        """
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        try:
+            if request is None:
+                await self.send_response(error_response, send)
+                return
+            response = await self.run_get_response(request)
+            if response.streaming:
+                # An event stream runs until the client leaves: stop it when it does.
+                await self._stream(response, receive, send)
+            else:
+                await self.send_response(response, send)
+            _close_without_signals(response)
+        finally:
+            body_file.close()
+
+    async def _stream(self, response, receive, send):
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(self.send_response(response, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await task
+
+
+def _close_without_signals(response) -> None:
+    """HttpResponse.close() less its request_finished signal (see AgentApiHandler.__call__)."""
+    for closer in response._resource_closers:
+        with contextlib.suppress(Exception):
+            closer()
+    response._resource_closers.clear()
+    response.closed = True
 
 
 agent_api_app = AgentApiHandler()

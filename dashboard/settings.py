@@ -106,10 +106,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "dashboard.middleware.InlineSecurityMiddleware",
     "dashboard.static_files.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "dashboard.middleware.InlineCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -121,8 +121,8 @@ MIDDLEWARE = [
 # cookies, so no sessions, CSRF, auth or messages; security headers and URL handling stay.
 API_PATH_PREFIXES = ("/api/", "/rpc", "/xpander/", "/agentex/")
 API_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "dashboard.middleware.InlineSecurityMiddleware",
+    "dashboard.middleware.InlineCommonMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"

@@ -151,3 +151,41 @@ def test_the_native_list_costs_the_same_with_sub_tasks(client, acme, token):
         return len(queries.captured_queries)
 
     assert count(1) == count(10)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_agent_paths_start_no_thread_and_take_no_shared_thread_per_request(acme, monkeypatch):
+    """Django's own ASGI handler starts a thread per request (ThreadSensitiveContext) and runs
+    the request signals and MiddlewareMixin hooks in it; the agents' handler does neither."""
+    from asgiref.sync import SyncToAsync
+
+    from dashboard.asgi import application
+
+    await _get(application, "/api/v1/tasks")  # warm: the default executor's threads exist now
+    started = []
+    real_start = threading.Thread.start
+
+    def counting_start(self):
+        started.append(self.name)
+        return real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    shared = []
+    real_call = SyncToAsync.__call__
+
+    async def counting_call(self, *args, **kwargs):
+        if self._thread_sensitive:
+            shared.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "__call__", counting_call)
+    for _ in range(5):
+        answer = await _get(application, "/api/v1/tasks")
+        assert answer["status"] == 401
+        assert {k.lower(): v for k, v in answer["headers"]}[b"x-content-type-options"] == b"nosniff"
+    # (the default executor may still grow by a thread: it is the agents' pool, kept)
+    assert len(started) < 5 and not any(name.startswith("ThreadPoolExecutor") for name in started), started
+    assert shared == []
+    # The pages still go through Django's own handler (sessions, CSRF...), unchanged.
+    assert (await _get(application, "/login/"))["status"] == 200
+    assert any(name.startswith("ThreadPoolExecutor") for name in started), "the control: Django's handler does"

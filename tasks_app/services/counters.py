@@ -6,7 +6,8 @@ so concurrent writers can neither deadlock on the count rows nor lose an increme
 `recount` rebuilds an organization's rows from the tasks (bulk loads, repairs).
 """
 
-from django.db.models import Case, Count, F, IntegerField, Sum, Value, When
+from django.db import connection
+from django.db.models import Count, Sum
 
 from .. import lifecycle
 from ..models import Task, TaskCount
@@ -17,10 +18,17 @@ def apply(organization_id: int, before: str | None, after: str | None) -> None:
     if before == after:
         return
     deltas = {status: delta for status, delta in ((before, -1), (after, 1)) if status is not None}
-    whens = [When(status=status, then=Value(delta)) for status, delta in deltas.items()]
-    updated = TaskCount.objects.filter(organization_id=organization_id, status__in=deltas).update(
-        count=F("count") + Case(*whens, default=Value(0), output_field=IntegerField())
+    # Plain SQL: this runs on every status change, and the ORM's Case/When compiled per call.
+    whens = " ".join(["WHEN %s THEN %s"] * len(deltas))
+    table = TaskCount._meta.db_table
+    sql = (
+        f"UPDATE {table} SET count = count + CASE status {whens} ELSE 0 END"  # noqa: S608
+        f" WHERE organization_id = %s AND status IN ({', '.join(['%s'] * len(deltas))})"
     )
+    params = [x for pair in deltas.items() for x in pair] + [organization_id, *deltas]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated = cursor.rowcount
     if updated < len(deltas):
         # The organization's first task (no count rows yet): count it whole, once. The task row
         # is already written in this transaction, so the recount includes this change.

@@ -60,23 +60,50 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
         if not isinstance(task, str) or not TASK_ID_RE.fullmatch(task):
             raise TaskNotFound(f"Task not found: {task}")
         column, value, label = "public_id", task, task
-    found = next(iter(Task.objects.raw(_lock_sql(column), [organization_id, value])), None)
-    if found is None:
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(column), [organization_id, value])
+        row = cursor.fetchone()
+    if row is None:
         raise TaskNotFound(f"Task not found: {label}")
+    found = _task_from_row(row)
+    agent_name, parent_public_id, worker_name = row[len(_TASK_FIELDS) :]
     # The agent's name and the parent's public id came with the row (every face shows them);
     # the rest of those rows loads only if something reads it.
     if found.agent_id is not None:
-        found.agent = Agent.from_db(
-            None, ["id", "organization_id", "name"], [found.agent_id, organization_id, found._locked_agent_name]
-        )
+        agent = [found.agent_id, organization_id, agent_name]
+        found.agent = Agent.from_db(None, ["id", "organization_id", "name"], agent)
     if found.parent_id is not None:
         # from_db takes the values in the model's field order (Task: id, public_id, organization).
-        parent = [found.parent_id, found._locked_parent_public_id, organization_id]
+        parent = [found.parent_id, parent_public_id, organization_id]
         found.parent = Task.from_db(None, ["id", "public_id", "organization_id"], parent)
     if found.assigned_worker_id is not None:
-        worker = [found.assigned_worker_id, organization_id, found._locked_worker_name]
+        worker = [found.assigned_worker_id, organization_id, worker_name]
         found.assigned_worker = Worker.from_db(None, ["id", "organization_id", "name"], worker)
     return found
+
+
+_TASK_FIELDS = Task._meta.concrete_fields
+
+
+@functools.cache
+def _converters_for(vendor: str) -> list[tuple[int, list, Any]]:
+    """(column index, converters, field) for the task's columns that need converting from the database."""
+    result = []
+    for index, field in enumerate(_TASK_FIELDS):
+        column = field.get_col(Task._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if converters:
+            result.append((index, converters, column))
+    return result
+
+
+def _task_from_row(row: tuple) -> Task:
+    """A Task from the lock query's row, converted as the ORM converts (JSON, booleans on SQLite...)."""
+    values = list(row[: len(_TASK_FIELDS)])
+    for index, converters, column in _converters_for(connection.vendor):
+        for converter in converters:
+            values[index] = converter(values[index], column, connection)
+    return Task.from_db(connection.alias, None, values)
 
 
 @functools.cache
@@ -84,9 +111,9 @@ def _lock_sql_for(vendor: str, column: str) -> str:
     # Raw SQL: this runs on every write, and compiling the ORM's equivalent (select_related of
     # two foreign keys, FOR UPDATE OF, ORDER BY for first()) cost more CPU than executing it.
     task, agent, worker = Task._meta.db_table, Agent._meta.db_table, Worker._meta.db_table
+    columns = ", ".join(f"t.{field.column}" for field in _TASK_FIELDS)
     sql = (
-        "SELECT t.*, a.name AS _locked_agent_name, p.public_id AS _locked_parent_public_id,"  # noqa: S608
-        f" w.name AS _locked_worker_name FROM {task} t"
+        f"SELECT {columns}, a.name, p.public_id, w.name FROM {task} t"  # noqa: S608
         f" LEFT JOIN {agent} a ON a.id = t.agent_id LEFT JOIN {task} p ON p.id = t.parent_id"
         f" LEFT JOIN {worker} w ON w.id = t.assigned_worker_id"
         f" WHERE t.organization_id = %s AND t.{column} = %s AND t.deleted_at IS NULL"
@@ -217,7 +244,7 @@ class Change:
             task.version += 1
             task.updated_at = self.now
             fields = [name for name in self.changes if name in _FIELD_NAMES]
-            task.save(update_fields=[*fields, "version", "updated_at"])
+            save_fields(task, (*fields, "version", "updated_at"))
         take_event_lock(task.organization_id)
         counted_as = task.status if task.deleted_at is None else None
         counters.apply(task.organization_id, self._counted_as, counted_as)
@@ -225,7 +252,8 @@ class Change:
         snapshot = None
         if type != EventType.ACTIVITY:
             snapshot = task_snapshot(task, pending_hitl_id=self._pending_hitl_id())
-        self.event = TaskEvent.objects.create(
+        self.event = insert(
+            TaskEvent,
             task=task,
             organization_id=task.organization_id,
             type=type,
@@ -255,6 +283,56 @@ class Change:
 
 
 _FIELD_NAMES = {f.name for f in Task._meta.concrete_fields}
+
+
+# --- the two writes every change makes, in plain SQL -------------------------------------------
+# The ORM's save(update_fields=...) and objects.create() compiled their SQL on every call: a
+# third of a native PATCH's CPU (py-spy under bench/bench_writes.py). The statements depend only
+# on which fields are written, so they are built once; values are still adapted by each field's
+# own get_db_prep_save, exactly as the ORM would.
+
+
+@functools.cache
+def _update_sql(table: str, columns: tuple[str, ...], pk_column: str) -> str:
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column)} = %s" for column in columns)
+    return f"UPDATE {quote(table)} SET {assignments} WHERE {quote(pk_column)} = %s"  # noqa: S608
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...], pk_column: str) -> str:
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(column) for column in columns)
+    values = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {quote(table)} ({names}) VALUES ({values}) RETURNING {quote(pk_column)}"  # noqa: S608
+
+
+def save_fields(instance: Model, names: tuple[str, ...]) -> None:
+    """instance.save(update_fields=names), as one prepared-once UPDATE by primary key."""
+    meta = instance._meta
+    fields = [meta.get_field(name) for name in names]
+    sql = _update_sql(meta.db_table, tuple(field.column for field in fields), meta.pk.column)
+    values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, instance.pk])
+
+
+def insert(model: type[Model], **values: Any) -> Model:
+    """model.objects.create(**values) for a model with an auto primary key, in one INSERT ... RETURNING."""
+    instance = model(**values)
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if field is not meta.pk]
+    if not connection.features.can_return_columns_from_insert:
+        instance.save(force_insert=True)
+        return instance
+    sql = _insert_sql(meta.db_table, tuple(field.column for field in fields), meta.pk.column)
+    params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        instance.pk = cursor.fetchone()[0]
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return instance
 
 
 def take_event_lock(organization_id: int) -> None:
