@@ -153,7 +153,8 @@ def test_the_task_page_shows_who_decided_what_and_the_amendment_per_key(client, 
     changed = "<code>amount</code></th><td><code>20</code></td><td><code>15</code>"
     assert f'hitl-diff__changed"><th scope="row">{changed}' in rows
     assert 'hitl-diff__removed"><th scope="row"><code>currency</code>' in rows
-    assert 'hitl-diff__added"><th scope="row"><code>note</code>' in rows and "&quot;partial&quot;" in rows
+    added = '<code>note</code></th><td><span class="muted">—</span></td><td><code>partial</code>'
+    assert f'hitl-diff__added"><th scope="row">{added}' in rows
     assert "<code>to</code>" not in rows  # unchanged keys are left out
 
 
@@ -183,7 +184,7 @@ def test_the_pushed_decision_keeps_the_panel_with_the_record(acme, alice, system
     decided = TaskEvent.objects.get(task_id=asked.task_id, type=EventType.HITL_DECIDED)
     html = render_event_html(decided, page="detail", can_edit=True)
     panel = html[html.index('<section id="panel-hitl"') :]
-    assert panel.startswith('<section id="panel-hitl" class="panel" hx-swap-oob="true"')
+    assert panel.startswith('<section id="panel-hitl" class="panel live-changed" hx-swap-oob="true"')
     assert "Dismissed" in panel and "alice" in panel and "dup" in panel and "What to offer?" in panel
     assert "data-hitl-card" not in panel
     # The activity event that carries the dismissal to the agent's thread leaves the panel alone.

@@ -6,6 +6,7 @@ from django import template
 from django.utils import timezone
 
 from .. import selectors
+from ..live.timeline import json_diff
 from ..models import Membership
 from .taskdesk import age, task_url
 
@@ -20,40 +21,13 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _compact_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-
-
-_ABSENT = object()
-
-
 @register.filter
-def payload_changes(hitl) -> list[dict]:
-    """An amended payload against the agent's proposal, key by key: [{key, before, after, kind}].
-
-    kind is "added", "removed" or "changed"; unchanged keys are left out. A payload that is not an
-    object on both sides is one row with an empty key (the whole payload replaced).
-    """
-    before, after = hitl.proposed_payload, hitl.amended_payload
-    if after is None:
+def payload_changes(hitl) -> list:
+    """An amended payload against the agent's proposal, per key (the timeline's diff rows: name,
+    op added/removed/changed, before, after); [] when the payload was not amended."""
+    if hitl.amended_payload is None:
         return []
-    if not (isinstance(before, dict) and isinstance(after, dict)):
-        return [{"key": "", "before": _compact_json(before), "after": _compact_json(after), "kind": "changed"}]
-    rows = []
-    for key in sorted(before.keys() | after.keys()):
-        old, new = before.get(key, _ABSENT), after.get(key, _ABSENT)
-        if old == new:
-            continue
-        kind = "added" if old is _ABSENT else "removed" if new is _ABSENT else "changed"
-        rows.append(
-            {
-                "key": key,
-                "before": "" if old is _ABSENT else _compact_json(old),
-                "after": "" if new is _ABSENT else _compact_json(new),
-                "kind": kind,
-            }
-        )
-    return rows
+    return json_diff(hitl.proposed_payload, hitl.amended_payload)
 
 
 @register.filter
