@@ -6,8 +6,8 @@
  *   search filters (data-filter-kind, data-filter-q: the same fields the server searches are shown
  *   in the item, so the item's text is what is matched).
  * - While the top of the timeline is scrolled out of view, arrivals are counted in the
- *   "N new ↑" pill (#timeline-new); it scrolls back up, and reaching the top clears it. Chromium's
- *   scroll anchoring keeps what the reader looks at in place as items are added above it.
+ *   "N new ↑" pill (#timeline-new); it scrolls back up, and reaching the top clears it. What the
+ *   reader looks at stays in place as items are added above it.
  * - "No activity yet." goes once the first activity item arrives.
  * - <time data-elapsed datetime> ticks every second (a running task or tool call), from the
  *   server's clock (meta[name=server-now]).
@@ -32,8 +32,7 @@
   function watchTop() {
     var top = document.getElementById("timeline-top");
     if (!top || !("IntersectionObserver" in window)) return;
-    var bar = document.querySelector(".topbar");
-    var margin = bar && getComputedStyle(bar).position === "sticky" ? bar.offsetHeight : 0;
+    var margin = topInset();
     new IntersectionObserver(function (entries) {
       atTop = entries[entries.length - 1].isIntersecting;
       if (atTop && unseen) {
@@ -83,6 +82,39 @@
       unseen += arrived;
       showPill();
     }
+  });
+
+  // --- Nothing moves under a reader who scrolled away -----------------------------------------
+  // A pushed frame may add items above the reader and reflow panels (a header that wraps anew):
+  // the first timeline item in view stays where it was on the screen.
+  var anchor = null;
+
+  function topInset() {
+    var bar = document.querySelector(".topbar");
+    return bar && getComputedStyle(bar).position === "sticky" ? bar.offsetHeight : 0;
+  }
+
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    anchor = null;
+    var list = timelineList();
+    if (!list || atTop) return;
+    var inset = topInset();
+    var items = list.querySelectorAll("[data-timeline-item]");
+    for (var i = 0; i < items.length; i++) {
+      var top = items[i].getBoundingClientRect().top;
+      if (top >= inset) {
+        anchor = { el: items[i], top: top };
+        return;
+      }
+    }
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (!anchor) return;
+    var el = anchor.el;
+    var shift = document.contains(el) ? el.getBoundingClientRect().top - anchor.top : 0;
+    anchor = null;
+    if (Math.abs(shift) >= 1) window.scrollBy(0, shift);
   });
 
   // --- Elapsed time ------------------------------------------------------------------------
