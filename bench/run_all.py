@@ -25,11 +25,13 @@ FULL = [
     ["bench_writes.py", "--seconds", "8"],
     ["bench_fanout.py", "--sizes", "1,100,1000", "--events", "40"],
     ["bench_pages.py", "--big", "1000000"],
+    ["bench_retention.py", "--eligible", "1000000"],
 ]
 QUICK = [
     ["bench_writes.py", "--seconds", "3", "--agents", "4"],
     ["bench_fanout.py", "--sizes", "1,100", "--events", "20"],
     ["bench_pages.py", "--big", "100000", "--repeat", "3"],
+    ["bench_retention.py", "--seed", "3000", "--eligible", "10000", "--baseline", "5000"],
 ]
 
 

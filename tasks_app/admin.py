@@ -143,6 +143,22 @@ class CappedCountPaginator(Paginator):
         return self.object_list[: self.cap].count()
 
 
+class CleanedFilter(admin.SimpleListFilter):
+    """Whether retention removed a task's content (manage.py clean_tasks)."""
+
+    title = "content"
+    parameter_name = "cleaned"
+
+    def lookups(self, request: HttpRequest, model_admin):
+        return [("no", "kept"), ("yes", "cleaned by retention")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        value = self.value()
+        if value not in ("yes", "no"):
+            return queryset
+        return queryset.filter(cleaned_at__isnull=value == "no")
+
+
 class AgentFilter(admin.RelatedFieldListFilter):
     """Agents by name and organization: two organizations' "support-bot" are two choices."""
 
@@ -177,8 +193,8 @@ class RecentSourceFilter(admin.SimpleListFilter):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     paginator = CappedCountPaginator
-    list_display = ("public_id", "short_title", "organization", "status", "agent", "priority", "updated_at")
-    list_filter = ("status", ("agent", AgentFilter), "organization", RecentSourceFilter)
+    list_display = ("public_id", "short_title", "organization", "status", "agent", "priority", "updated_at", "cleaned")
+    list_filter = ("status", ("agent", AgentFilter), "organization", RecentSourceFilter, CleanedFilter)
     search_fields = ("=public_id", "title", "input_text")
     show_full_result_count = False
     list_select_related = ("agent", "organization")
@@ -262,12 +278,18 @@ class TaskAdmin(admin.ModelAdmin):
         title = task.title or task.name or ""
         return title if len(title) <= 70 else title[:69] + "…"
 
+    @admin.display(description="cleaned", boolean=True, ordering="cleaned_at")
+    def cleaned(self, task: Task) -> bool:
+        return task.cleaned_at is not None
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
         # The change page shows organization, agent and parent: fetch them with the task.
         return super().get_queryset(request).select_related("organization", "agent", "parent", "assigned_worker")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> tuple[str, ...]:
         editable = services.CREATE_FIELDS | set(IDENTITY_FIELDS) if obj is None else services.UPDATE_FIELDS
+        if obj is not None and obj.cleaned_at is not None:
+            editable = set()  # retention left it read-only (services refuse TaskCleaned)
         shown = [name for _, opts in self.fieldsets for name in opts["fields"]]
         return tuple(name for name in shown if name not in editable and name != "loaded_version")
 
@@ -275,6 +297,12 @@ class TaskAdmin(admin.ModelAdmin):
         if obj is None:
             # Nothing to show yet for a task being added.
             return [fs for fs in self.fieldsets if fs[0] not in ("History", "Bookkeeping")]
+        if obj.cleaned_at is not None:
+            note = f"Removed by retention on {obj.cleaned_at:%Y-%m-%d %H:%M} UTC; the task is read-only."
+            return [
+                (name, {**opts, "description": note}) if name in ("Input", "Output") else (name, opts)
+                for name, opts in self.fieldsets
+            ]
         return self.fieldsets
 
     @admin.display(description="Event history (newest first)")

@@ -446,6 +446,8 @@ class EventType(models.TextChoices):
     HITL_DECIDED = "task.hitl_decided", "HITL decided"
     METRICS = "task.metrics", "Metrics"
     DELETED = "task.deleted", "Deleted"
+    # Retention removed the task's content (services.retention); the record and its counts stay.
+    CLEANED = "task.cleaned", "Cleaned"
 
 
 class TaskEvent(models.Model):

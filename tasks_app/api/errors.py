@@ -10,6 +10,7 @@ from here, so a refusal means the same thing through every face:
 | VersionConflict            | 409  | conflict      | current_version, changed_by, changes |
 | IdTaken                    | 409  | id_taken      |                                      |
 | TaskNotFound               | 404  | not_found     |                                      |
+| TaskCleaned                | 409  | cleaned       | cleaned_at (the task is read-only)   |
 | NotAllowed                 | 403  | forbidden     |                                      |
 | HitlAlreadyDecided         | 409  | hitl_decided  | decision                             |
 | HitlError                  | 409  | hitl          |                                      |
@@ -28,6 +29,7 @@ from ..services import (
     InvalidInput,
     NotAllowed,
     ServiceError,
+    TaskCleaned,
     TaskNotFound,
     TransitionRefused,
     VersionConflict,
@@ -39,6 +41,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ServiceError], int], ...] = (
     (VersionConflict, 409),
     (IdTaken, 409),
     (TaskNotFound, 404),
+    (TaskCleaned, 409),
     (NotAllowed, 403),
     (HitlAlreadyDecided, 409),
     (HitlError, 409),
@@ -83,6 +86,8 @@ def error_facts(exc: ServiceError, *, render_status=None) -> dict[str, Any]:
         return facts
     if isinstance(exc, HitlAlreadyDecided):
         return {"decision": exc.hitl.decision}
+    if isinstance(exc, TaskCleaned):
+        return {"cleaned_at": exc.cleaned_at.isoformat() if exc.cleaned_at else None}
     if isinstance(exc, InvalidInput):
         return {"errors": exc.errors}
     return {}

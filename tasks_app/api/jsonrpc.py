@@ -165,6 +165,8 @@ def task_full(task: Task) -> dict[str, Any]:
         "updatedAt": _iso(task.updated_at),
         "completedAt": _iso(task.finished_at) if task.finished_at else None,
         "attachmentCount": 0,
+        # Not a ClaudeBench field: when retention removed the task's content (metadata, result).
+        "cleanedAt": _iso(task.cleaned_at) if task.cleaned_at else None,
     }
 
 
@@ -202,8 +204,11 @@ def event_message(event: TaskEvent) -> dict[str, Any]:
         if event.type in (EventType.HITL_REQUESTED, EventType.HITL_DECIDED):
             # A worker paused for a person reads the question, and then the decision, here.
             metadata["hitl"] = {key: event.after[key] for key in HITL_FACTS if key in (event.after or {})}
+    if event.type == EventType.CLEANED:
+        # ClaudeBench knows no retention: to its workers a cleaned task is an updated one.
+        payload["cleanedAt"] = _iso(task.cleaned_at) if task.cleaned_at else None
     return {
-        "type": event.type,
+        "type": EventType.UPDATED if event.type == EventType.CLEANED else event.type,
         "payload": payload,
         "metadata": metadata,
         "timestamp": int(event.created_at.timestamp() * 1000),

@@ -192,6 +192,10 @@ class TaskOut(Schema):
     started_at: datetime | None
     paused_at: datetime | None
     finished_at: datetime | None
+    cleaned_at: datetime | None = Field(
+        description="When retention removed the task's content (input, result, metadata, params, activity "
+        "bodies); null while the content is kept. A cleaned task is read-only."
+    )
 
     @staticmethod
     def from_task(task: Task) -> dict[str, Any]:

@@ -152,7 +152,8 @@ def format_native(event: TaskEvent) -> str:
 def format_jsonrpc(event: TaskEvent) -> str:
     from .jsonrpc import event_message  # the JSON-RPC face owns its wire shapes
 
-    return format_message(event.pk, event.type, event_message(event))
+    message = event_message(event)
+    return format_message(event.pk, message["type"], message)
 
 
 FORMATTERS: dict[str, Callable[[TaskEvent], str]] = {"native": format_native, "jsonrpc": format_jsonrpc}

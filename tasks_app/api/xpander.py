@@ -145,8 +145,10 @@ def task_json(task: Task) -> dict[str, Any]:
         "used_tools": list(task.used_tools or []),
         "duration": finite(task.duration),
         "hitl_request": hitl_request_json(task),
-        # Not an xpander field; lets a client send If-Match for a conditional PATCH.
+        # Not xpander fields: lets a client send If-Match for a conditional PATCH; when retention
+        # removed the task's content (Agentex's name for it).
         "version": task.version,
+        "cleaned_at": _iso(task.cleaned_at),
     }
 
 

@@ -44,7 +44,7 @@ from django.template.loader import render_to_string
 from .. import selectors
 from ..models import EventType, TaskEvent
 from . import fragments_hitl, timeline
-from .presenters import detail_context, status_count_groups
+from .presenters import detail_context, status_count_groups, timeline_context
 
 PAGES = ("list", "detail", "approvals")
 HITL_EVENTS = (EventType.HITL_REQUESTED, EventType.HITL_DECIDED, EventType.DELETED)
@@ -102,8 +102,12 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool, view: str 
         # a reason is not interrupted by the agent's unrelated activity.
         "hitl_changed": event.type in HITL_EVENTS or "status" in (event.changes or []),
         "changed": changed_panels(event),
-        "timeline_html": render_timeline_html(event, task),
     }
+    if event.type == EventType.CLEANED:
+        # Retention rewrote every earlier event and activity entry: the timeline's first page again.
+        context.update(timeline_context(task))
+    else:
+        context["timeline_html"] = render_timeline_html(event, task)
     html = render_to_string("tasks/task_detail.html#live-detail", context)
     if fragments_hitl.affects_pending_count(event):
         html += fragments_hitl.render_badge_html(event)

@@ -29,8 +29,8 @@ def detail_context(task: Task, *, can_edit: bool) -> dict:
     latest = selectors.latest_hitl(task)
     context = {
         "task": task,
-        # A deleted task is shown, never edited.
-        "can_edit": can_edit and task.deleted_at is None,
+        # A deleted task is shown, never edited; nor is one whose content retention removed.
+        "can_edit": can_edit and task.deleted_at is None and task.cleaned_at is None,
         "latest_hitl": latest,
         "pending_hitl": latest if latest is not None and latest.is_pending else None,
         "plan_done": done,

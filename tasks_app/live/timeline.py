@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from .. import lifecycle
 from ..models import ActivityEntry, ActivityKind, EventType, HitlDecision, TaskEvent
+from ..services.retention import EVENT_CONTENT_KEYS
 from ..templatetags.taskdesk import duration
 
 # Fields whose values are JSON objects, diffed per key.
@@ -80,6 +81,7 @@ class FieldChange:
     rows: list[Row] = field(default_factory=list)
     keyed: bool = False  # the rows are keys of an object field
     unchanged: int = 0  # keys an object kept (when the event holds the whole object)
+    cleaned: bool = False  # retention removed the values (services.retention); the name stays
 
 
 def json_diff(before: Any, after: Any, *, path: str = "", depth: int = 0) -> list[Row]:
@@ -165,6 +167,13 @@ def event_item(event: TaskEvent) -> EventItem:
         names = list(after)  # the fields the task was created with
     moved = "status" in names and event.type != EventType.CREATED
     fields = [field_change(name, before, after) for name in names if not (moved and name == "status")]
+    if (event.snapshot or {}).get("cleaned_at"):
+        # A cleaned task's events keep which content fields changed, not their values.
+        fields += [
+            FieldChange(name, cleaned=True)
+            for name in event.changes or []
+            if name in EVENT_CONTENT_KEYS and name not in names
+        ]
     fields.sort(key=lambda change: change.name in IMPLIED_FIELDS)
     item = EventItem(event=event, headline=_headline(event, names, moved), fields=fields)
     if moved:
@@ -181,6 +190,7 @@ HEADLINES = {
     EventType.COMPLETED: "Reported the task done",
     EventType.METRICS: "Reported usage",
     EventType.DELETED: "Deleted the task",
+    EventType.CLEANED: "Removed the content (retention)",
 }
 
 

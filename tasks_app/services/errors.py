@@ -61,6 +61,19 @@ class TaskNotFound(ServiceError):
     code = "not_found"
 
 
+class TaskCleaned(ServiceError):
+    """The task's content was removed by retention (services.retention): it is kept read-only."""
+
+    code = "cleaned"
+
+    def __init__(self, task: Task):
+        self.cleaned_at = task.cleaned_at
+        when = task.cleaned_at.strftime("%Y-%m-%d %H:%M UTC") if task.cleaned_at else "earlier"
+        super().__init__(
+            f"Task {task.public_id} was cleaned by retention on {when}: its content is gone and it can only be read."
+        )
+
+
 class WorkerNotRegistered(ServiceError):
     """The worker never registered, or its registration lapsed without a heartbeat."""
 

@@ -30,7 +30,7 @@ from ..lifecycle import Status
 from ..models import Agent, EventType, HitlDecision, HitlRequest, Task, TaskEvent, Worker
 from . import counters
 from .actors import Actor
-from .errors import TaskNotFound, TransitionRefused, VersionConflict
+from .errors import TaskCleaned, TaskNotFound, TransitionRefused, VersionConflict
 from .snapshots import task_snapshot
 from .validation import TASK_ID_RE, merge_object
 
@@ -355,10 +355,16 @@ def changing(
     actor: Actor,
     organization_id: int | None = None,
     expected_version: int | None = None,
+    cleaned_ok: bool = False,
 ) -> Iterator[Change]:
-    """Lock the task (scoped to its organization), check the expected version, yield a Change."""
+    """Lock the task (scoped to its organization), check the expected version, yield a Change.
+
+    A task cleaned by retention is read-only (TaskCleaned) unless `cleaned_ok` (a delete).
+    """
     with transaction.atomic():
         locked = lock_task(task, organization_id)
+        if locked.cleaned_at is not None and not cleaned_ok:
+            raise TaskCleaned(locked)
         if expected_version is not None and expected_version != locked.version:
             raise VersionConflict(locked, expected_version, last_event(locked))
         yield Change(locked, actor)

@@ -236,7 +236,7 @@ def task_retry(
 
 def task_delete(*, task: Task | str, actor: Actor, organization_id: int | None = None) -> Task:
     """Soft delete (Agentex's DELETED): hidden from lists and counts, kept for the audit."""
-    with changing(task, actor=actor, organization_id=organization_id) as change:
+    with changing(task, actor=actor, organization_id=organization_id, cleaned_ok=True) as change:
         if change.task.status == Status.PAUSED:
             change.withdraw_pending_hitl()
         change.set(deleted_at=change.now)
