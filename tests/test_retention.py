@@ -436,6 +436,7 @@ def test_the_desk_shows_a_cleaned_note_and_no_edit_forms(client, alice, cleaned_
     assert "Ada" not in page
     log = client.get("/tasks/acme/t-1/activity/").content.decode()
     assert "Content removed by retention." in log
+    assert '<span class="cleaned-note">Removed by retention.</span>' in page  # the decided request's question
     assert "4242" not in log
 
 
