@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks_app', '0007_hitl_respond_dismiss_decided'),
+        ('tasks_app', '0008_event_task_changes_index'),
     ]
 
     operations = [
