@@ -1,25 +1,36 @@
 """Simulated agents that drive a running Taskdesk over HTTP, through every agent-facing face.
 
-Per organization, four agents work the way real teams would run them:
+Per organization, four agents work the way real teams run them, each named after one of the
+organization's agents (`scenarios.FACE_AGENTS`: acme's support-bot on xpander, research-agent on
+Agentex, billing-agent on the native API, a triage worker on the JSON-RPC queue) and each doing
+that agent's kinds of work (`scenarios`): a refund is titled, prompted, planned, tool-called,
+questioned and concluded as that refund, with token counts, a source and now and then a failure.
 
-- an **xpander agent** (`x-api-key`): creates executions with `POST /xpander/agent-execution/<agent>`,
-  starts, advances (deep-planning progress) and finishes them with `PATCH .../<id>/update`, reports
-  token counts through `POST /xpander/agents-metrics/<agent>/execution`, and now and then records
-  a whole run executed elsewhere with `POST .../<agent>/report_task`.
+- an **xpander agent** (`x-api-key`): creates executions with `POST /xpander/agent-execution/<agent>`
+  (title, prompt, source, deep-planning checklist), starts them, ticks the checklist and names the
+  tool it is calling (`PATCH .../<id>/update`), reports token counts and tools through
+  `POST /xpander/agents-metrics/<agent>/execution`, and finishes with a result or a failure; now
+  and then it records a whole run executed elsewhere with `POST .../<agent>/report_task`.
 - an **Agentex agent** (Bearer): creates tasks with the agent's JSON-RPC `task/create` (they start
-  RUNNING), reports progress with `PUT /agentex/tasks/<id>` (`merge_params`, `task_metadata`) and
-  ends them with `POST /agentex/tasks/<id>/complete|fail|timeout` or the agent's `task/cancel`.
+  RUNNING; the name is the title Agentex shows), reports progress with `PUT /agentex/tasks/<id>`
+  (`merge_params`: the step and the tool call; `task_metadata`: progress) and ends them with
+  `POST /agentex/tasks/<id>/complete|fail|timeout` (the reason says why) or `task/cancel`.
 - a **JSON-RPC queue worker** (`POST /rpc`, a ClaudeBench worker): registers and heartbeats
   (`system.register`, `system.heartbeat`), `task.create` feeds the queue, `task.claim` takes the
   next task, `task.update` reports progress metadata (kept under the seed's 20 per minute) and
-  `task.complete` (or `task.update` to failed) ends it.
-- a **native REST worker** (`/api/v1/`): files work and sub-tasks, claims, appends activity (a tool
-  call and its result as one batch), reports metrics, pauses for a person with
-  `POST /tasks/<id>/hitl` and finishes with `PATCH`. A paused task waits for a person in the
-  browser: the worker polls `GET /tasks/<id>/hitl`; approved or answered -> it carries on (with
-  the answer or chosen option) and completes; dismissed -> it carries on without the action it
-  proposed; rejected or withdrawn -> the task already ended. It also adopts executing tasks nobody has
-  touched for a while (the seed's, or those a stopped simulator left behind).
+  `task.complete` (with its result) or `task.update` to failed ends it.
+- a **native REST worker** (`/api/v1/`): files work (its own ids, prompts, checklists) and
+  follow-ups as sub-tasks, claims, logs each tool call with its result (one batch, tokens on the
+  call), reports metrics, ticks the checklist, and before the risky call of its work (a refund, a
+  retried charge, a rollback) pauses for a person with `POST /tasks/<id>/hitl` (the question and
+  the call it proposes), or asks one with options (how to answer a customer, which plan to
+  suggest), sometimes with a deadline. It polls `GET /tasks/<id>/hitl`: approved -> it makes the
+  call with the arguments the person approved (maybe edited); answered -> it goes on with the
+  answer; dismissed -> it skips the proposed call (or goes on without an answer); rejected or
+  withdrawn -> the task already ended. It also adopts executing tasks nobody touched for a while.
+
+A task's work is rebuilt from the `run` id in its metadata (`scenarios.Work.for_run`), so a task
+filed by one agent or run and picked up by another (or a seeded one) continues the same story.
 
 Writes are paced to `rate` changes per second in total. A 429 parks that agent until its
 `Retry-After` has passed; any other refusal (409: a person moved the task first, 404: deleted)
@@ -33,7 +44,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,28 +53,19 @@ from typing import Any
 
 import httpx
 
+from .scenarios import ToolCall, Work, face_agent, worker_name
+
 logger = logging.getLogger(__name__)
 
 FACES = ("xpander", "agentex", "jsonrpc", "api")
-AGENT_NAMES = {"xpander": "support-bot", "agentex": "research-agent", "jsonrpc": "queue-worker", "api": "billing-agent"}
-
-TITLES = [
-    "Answer ticket #{n}",
-    "Refund order #{n}",
-    "Summarize call #{n}",
-    "Check invoice #{n}",
-    "Research lead #{n}",
-    "Triage alert #{n}",
-]
-TOOLS = ["search_tickets", "lookup_order", "issue_refund", "send_email", "web_search", "run_sql"]
-PLAN = ["Understand the request", "Gather the facts", "Act", "Report back"]
 
 MAX_JOBS = 3  # tasks one agent works on at once
 MAX_WAITING = 4  # paused tasks one native worker waits on at once (each is polled)
 QUEUE_TARGET = 6  # producers top the pending queue up to about this many tasks
 QUEUE_CHECK_EVERY = 5.0  # seconds between looks at the queue length
 STALE_AFTER = 120.0  # seconds without a change before an executing task counts as abandoned
-HITL_CHANCE = 0.2  # share of a native worker's progress steps that ask a person first
+HITL_CHANCE = 0.7  # share of its questions a native worker asks a person (it settles the others itself)
+TOOL_FAILURE_CHANCE = 0.1  # a tool call that fails (retried once, then the task fails)
 JSONRPC_UPDATES_PER_MINUTE = 18  # seed 002 allows 20 task.update a minute per token: leave room
 NETWORK_BACKOFF = 2.0
 IDLE_WAIT = 0.2  # after a step that wrote nothing, so reads alone never spin
@@ -93,18 +94,45 @@ class SimulatorError(Exception):
 
 @dataclass
 class Job:
-    """One task an agent is working on."""
+    """One task an agent is working on: its work and how far along it is."""
 
     id: str
-    title: str
-    steps_left: int
+    work: Work
+    calls_done: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    plan_done: int = 0
-    metadata: dict[str, Any] = field(default_factory=dict)
+    tools_used: list[str] = field(default_factory=list)
+    unreported: list[ToolCall] = field(default_factory=list)  # calls whose tokens are not reported yet
+    retrying: bool = False  # the last call failed once
+    error: str = ""  # a call failed twice: the task fails with this
+    decided: dict[int, dict[str, Any] | None] = field(default_factory=dict)  # call -> arguments (None: skip it)
     waiting: bool = False  # paused for a person's decision
-    hitl_asked: bool = False
     hitl_checked_at: float = 0.0
+    follow_up_filed: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.work.title
+
+    @property
+    def total_calls(self) -> int:
+        return len(self.work.tools)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.error) or self.calls_done >= self.total_calls
+
+    @property
+    def asks_first(self) -> bool:
+        """Whether the next call waits for a person's decision that is not there yet."""
+        return self.calls_done in self.work.question_indexes() and self.calls_done not in self.decided
+
+    def checklist(self) -> dict[str, Any]:
+        return self.work.checklist(self.work.plan_step_of(self.calls_done))
+
+    def step_title(self) -> str:
+        plan = self.work.scenario.plan
+        return plan[min(self.work.plan_step_of(self.calls_done), len(plan) - 1)]
 
 
 @dataclass
@@ -154,7 +182,9 @@ def _detail(response: httpx.Response) -> Any:
         body = response.json()
     except ValueError:
         return response.text[:200]
-    return body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(body, dict):
+        return body.get("detail", body.get("message", body))
+    return body
 
 
 def _retry_after(value: Any, default: float = 5.0) -> float:
@@ -173,7 +203,7 @@ class Agent(abc.ABC):
         self.sim = sim
         self.org = org
         self.token = token
-        self.name = AGENT_NAMES[self.face]
+        self.name = face_agent(org, self.face)
         self.rng = sim.rng
         self.jobs: list[Job] = []
         self.parked_until = 0.0
@@ -194,9 +224,29 @@ class Agent(abc.ABC):
             if self.current is not None:
                 self.forget(self.current, f"refused ({exc.status})")
 
-    @abc.abstractmethod
+    new_work_chance = 0.3
+    reports_tokens = False  # whether its face takes token counts (then they are reported before the end)
+
     def act(self) -> None:
-        """Make one change the way this kind of agent does."""
+        """Make one change the way this kind of agent does: new work now and then, else move a task on."""
+        job = self.pick()
+        if self.wants_new_work(job, self.new_work_chance):
+            return self.take_work()
+        if not job.done or (self.reports_tokens and job.unreported):
+            return self.progress(job)
+        return self.finish(job)
+
+    @abc.abstractmethod
+    def take_work(self) -> None:
+        """Create (or claim) a task and start on it."""
+
+    @abc.abstractmethod
+    def progress(self, job: Job) -> None:
+        """One step of the job's work."""
+
+    @abc.abstractmethod
+    def finish(self, job: Job) -> None:
+        """End the task: its result, or why it failed."""
 
     def request(self, method: str, path: str, *, write: bool = True, **kwargs) -> httpx.Response:
         return self.sim.request(self, method, path, write=write, **kwargs)
@@ -223,162 +273,181 @@ class Agent(abc.ABC):
             return True
         return False
 
-    def new_job(self, task_id: str, title: str, **kwargs) -> Job:
-        job = Job(id=task_id, title=title, steps_left=self.rng.randint(2, 5), **kwargs)
+    def new_job(self, task_id: str, work: Work, **kwargs) -> Job:
+        job = Job(id=task_id, work=work, **kwargs)
         self.jobs.append(job)
         self.current = job
         return job
 
+    def new_work(self, **kwargs) -> Work:
+        return Work.new(self.name, self.rng, **kwargs)
+
+    def work_of(self, task: dict[str, Any], agent: str | None = None) -> Work:
+        """The work a task (filed by anyone) stands for: from its run id, else fresh work of its agent."""
+        run = (task.get("metadata") or {}).get("run") or (task.get("payload_extension") or {}).get("run")
+        agent = agent or self.name
+        return Work.for_run(agent, run) if isinstance(run, str) and run.startswith("r-") else self.new_work()
+
     def hex(self) -> str:
         return f"{self.rng.getrandbits(40):010x}"
 
-    def title(self) -> tuple[str, int]:
-        n = self.rng.randint(1000, 99999)
-        return self.rng.choice(TITLES).format(n=n), n
+    def call(self, job: Job) -> ToolCall:
+        """The job's next tool call: a failure is retried once, a second one fails the task."""
+        call = job.work.call(job.calls_done, fail_chance=TOOL_FAILURE_CHANCE)
+        if job.decided.get(job.calls_done) is not None:
+            call.arguments = job.decided[job.calls_done]  # what a person approved (maybe edited) or chose
+        job.prompt_tokens += call.prompt_tokens
+        job.completion_tokens += call.completion_tokens
+        job.unreported.append(call)
+        if call.tool not in job.tools_used:
+            job.tools_used.append(call.tool)
+        if not call.failed:
+            job.retrying = False
+            job.calls_done += 1
+        elif job.retrying:
+            job.error = f"{call.tool} failed twice: {call.output['error']}"
+        else:
+            job.retrying = True
+        return call
 
-    def add_tokens(self, job: Job) -> None:
-        job.prompt_tokens += self.rng.randint(100, 1500)
-        job.completion_tokens += self.rng.randint(20, 400)
+    def outcome(self, job: Job) -> tuple[bool, str]:
+        """(completed?, the result or why it failed): most work that got through its calls succeeds."""
+        if job.error:
+            return False, job.error
+        if self.rng.random() < 0.08:
+            return False, job.work.failure()
+        return True, job.work.result
 
-    def plan(self, done: int) -> dict[str, Any]:
-        return {
-            "enabled": True,
-            "tasks": [
-                {"id": f"step-{k}", "title": title, "completed": k <= done} for k, title in enumerate(PLAN, start=1)
-            ],
-        }
-
-    def outcome(self) -> str:
-        roll = self.rng.random()
-        return "completed" if roll < 0.75 else "failed" if roll < 0.92 else "error"
+    @staticmethod
+    def duration(job: Job) -> float:
+        return round(sum(2 + call.prompt_tokens / 400 for call in job.unreported), 1)
 
 
 class XpanderAgent(Agent):
     face = "xpander"
+    reports_tokens = True
 
     @property
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self.token}  # the xpander SDK's header
 
-    def act(self) -> None:
-        job = self.pick()
-        if self.wants_new_work(job, 0.3):
-            if self.rng.random() < 0.1:
-                return self.report_external_run()
-            return self.start()
-        if job.steps_left > 0:
-            return self.progress(job)
-        return self.finish(job)
+    def take_work(self) -> None:
+        if self.rng.random() < 0.1:
+            return self.report_external_run()
+        return self.start()
 
     def update(self, job: Job, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", f"/xpander/agent-execution/{job.id}/update", json=body).json()
 
     def start(self) -> None:
-        title, n = self.title()
+        work = self.new_work()
         body = {
-            "input": {"text": f"Customer request #{n}: please handle it."},
-            "title": title,
-            "source": "simulator",
-            "deep_planning": self.plan(0),
+            "input": {"text": work.prompt},
+            "title": work.title,
+            "source": work.source(),
+            "deep_planning": work.checklist(0),
+            # xpander tasks have no metadata: the run id travels with the tools' payload extension.
+            "payload_extension": {"run": work.run},
         }
         task = self.request("POST", f"/xpander/agent-execution/{self.name}", json=body).json()
-        job = self.new_job(task["id"], title)
-        self.changed(f"created {job.id}")
+        job = self.new_job(task["id"], work)
+        self.changed(f"created {job.id}: {work.title}")
         # An xpander worker picks its execution up at once.
-        self.update(job, {"status": "executing", "internal_status": PLAN[0]})
+        self.update(job, {"status": "executing", "internal_status": work.scenario.plan[0]})
         self.changed(f"executing {job.id}")
 
     def progress(self, job: Job) -> None:
-        job.steps_left -= 1
-        if self.rng.random() < 0.5 and job.plan_done < len(PLAN):
-            job.plan_done += 1
-            status = PLAN[min(job.plan_done, len(PLAN) - 1)]
-            self.update(job, {"deep_planning": self.plan(job.plan_done), "internal_status": status})
-            self.changed(f"plan step {job.plan_done} of {job.id}")
-            return
-        self.add_tokens(job)
-        tokens = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
-        body = {"execution_id": job.id, "llm_tokens": {"worker": tokens}, "api_calls_made": [self.rng.choice(TOOLS)]}
-        self.request("POST", f"/xpander/agents-metrics/{self.name}/execution", json=body)
-        self.changed(f"metrics of {job.id}")
+        if job.unreported:
+            # The tokens and the tool of the last call, as the SDK reports them.
+            calls, job.unreported = job.unreported, []
+            tokens = {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
+            body = {"execution_id": job.id, "llm_tokens": {"worker": tokens}, "api_calls_made": [c.tool for c in calls]}
+            self.request("POST", f"/xpander/agents-metrics/{self.name}/execution", json=body)
+            return self.changed(f"metrics of {job.id}")
+        call = self.call(job)
+        status = f"{'Retrying' if call.failed else 'Called'} {call.tool}"
+        if call.failed:
+            status += f": {call.output['error']}"
+        self.update(job, {"deep_planning": job.checklist(), "internal_status": status[:100]})
+        self.changed(f"{status} on {job.id}")
 
     def finish(self, job: Job) -> None:
-        status = self.outcome()
-        body: dict[str, Any] = {"status": status}
-        if status == "completed":
-            body.update(result=f"Done: {job.title}", deep_planning=self.plan(len(PLAN)))
-        else:
-            body["result"] = "The upstream system did not answer." if status == "failed" else "Tool crashed."
+        ok, text = self.outcome(job)
+        body: dict[str, Any] = {"status": "completed" if ok else "failed", "result": text}
+        if ok:
+            body["deep_planning"] = job.work.checklist(len(job.work.scenario.plan))
         self.update(job, body)
         self.jobs.remove(job)
-        self.changed(f"{status} {job.id}")
+        self.changed(f"{body['status']} {job.id}")
 
     def report_external_run(self) -> None:
-        title, n = self.title()
-        ok = self.rng.random() < 0.8
+        work = self.new_work()
+        job = Job(id="", work=work)
+        while not job.done:
+            self.call(job)
+        ok, text = self.outcome(job)
         body = {
-            "input": f"Customer request #{n} (handled offline)",
+            "input": work.prompt,
             "llm_response": [
-                {"role": "user", "content": f"Customer request #{n}"},
-                {"role": "assistant", "content": "Handled: " + title if ok else "Could not finish: " + title},
+                {"role": "user", "content": work.prompt},
+                {"role": "assistant", "content": text},
             ],
-            "tokens": {"prompt_tokens": self.rng.randint(200, 3000), "completion_tokens": self.rng.randint(50, 600)},
+            "tokens": {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens},
             "is_success": ok,
-            "result": f"Done: {title}" if ok else None,
-            "duration": round(self.rng.uniform(2, 90), 1),
-            "used_tools": [self.rng.choice(TOOLS)],
+            "result": text if ok else None,
+            "duration": self.duration(job),
+            "used_tools": job.tools_used,
         }
         task = self.request("POST", f"/xpander/agent-execution/{self.name}/report_task", json=body).json()
-        self.changed(f"reported external run {task['id']}")
+        self.changed(f"reported external run {task['id']}: {work.title}")
 
 
 class AgentexAgent(Agent):
     face = "agentex"
 
-    def act(self) -> None:
-        job = self.pick()
-        if self.wants_new_work(job, 0.3):
-            return self.start()
-        if job.steps_left > 0:
-            return self.progress(job)
-        return self.finish(job)
-
     def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         body = {"jsonrpc": "2.0", "id": self.hex(), "method": method, "params": params}
         return self.request("POST", f"/agentex/agents/name/{self.name}/rpc", json=body).json()["result"]
 
-    def start(self) -> None:
-        title, n = self.title()
-        metadata = {"source": "simulator", "topic": title, "progress": 0}
-        # task/create is get-or-create by name: the name must not repeat across runs of one --seed.
-        task = self.rpc(
-            "task/create",
-            {"name": f"sim-{self.org}-{uuid.uuid4().hex[:12]}", "params": {"request": n}, "task_metadata": metadata},
-        )
-        self.new_job(task["id"], title, metadata=metadata)
-        self.changed(f"created {task['id']} (RUNNING)")
+    def take_work(self) -> None:
+        work = self.new_work()
+        metadata = {**work.metadata(), "source": work.source(), "progress": 0}
+        # Agentex shows a task's name as its title; task/create is get-or-create by name, so the
+        # request number keeps two runs of the same work apart.
+        name = f"{work.title} (request #{work.facts['request']})"
+        task = self.rpc("task/create", {"name": name, "params": {"prompt": work.prompt}, "task_metadata": metadata})
+        self.new_job(task["id"], work)
+        self.changed(f"created {task['id']} (RUNNING): {name}")
 
     def progress(self, job: Job) -> None:
-        job.steps_left -= 1
+        call = self.call(job)
         if self.rng.random() < 0.5:
-            body = {"merge_params": {"last_tool": self.rng.choice(TOOLS), "attempt": job.plan_done + 1}}
+            body: dict[str, Any] = {
+                "merge_params": {
+                    "step": job.step_title(),
+                    "last_call": {"tool": call.tool, "arguments": call.arguments, "ok": not call.failed},
+                }
+            }
         else:
             # task_metadata replaces the whole object: send the agent's full copy.
-            job.metadata = {**job.metadata, "progress": min(95, job.metadata.get("progress", 0) + 25)}
-            body = {"task_metadata": job.metadata}
-        job.plan_done += 1
+            progress = round(100 * job.calls_done / max(job.total_calls, 1))
+            body = {"task_metadata": {**job.work.metadata(), "progress": progress, "tools_used": job.tools_used}}
         self.request("PUT", f"/agentex/tasks/{job.id}", json=body)
-        self.changed(f"progress on {job.id}")
+        self.changed(f"{call.tool} on {job.id}")
 
     def finish(self, job: Job) -> None:
-        roll = self.rng.random()
-        if roll < 0.07:
+        ok, text = self.outcome(job)
+        if ok:
+            action = "complete"
+        elif self.rng.random() < 0.15:
             self.rpc("task/cancel", {"task_id": job.id})
-            action = "cancel"
+            self.jobs.remove(job)
+            return self.changed(f"cancel {job.id}")
         else:
-            action = "complete" if roll < 0.75 else "fail" if roll < 0.92 else "timeout"
-            reason = {"complete": "Answer delivered.", "fail": "The source site refused us.", "timeout": "Too slow."}
-            self.request("POST", f"/agentex/tasks/{job.id}/{action}", json={"reason": reason[action]})
+            action = "timeout" if self.rng.random() < 0.2 else "fail"
+            if action == "timeout":
+                text = f"No answer within 10 minutes while {job.step_title().lower()}."
+        self.request("POST", f"/agentex/tasks/{job.id}/{action}", json={"reason": text})
         self.jobs.remove(job)
         self.changed(f"{action} {job.id}")
 
@@ -403,11 +472,12 @@ class QueueMixin:
 
 class JsonRpcWorker(QueueMixin, Agent):
     face = "jsonrpc"
+    new_work_chance = 0.4
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.updates: deque[float] = deque()
-        self.worker_id = f"{self.name}-{self.hex()[:8]}"
+        self.worker_id = worker_name(self.name, self.hex()[:4])
         self.beat_at: float | None = None
 
     def keep_registered(self) -> None:
@@ -420,14 +490,6 @@ class JsonRpcWorker(QueueMixin, Agent):
         if not alive:
             self.rpc("system.register", {"id": self.worker_id, "roles": ["worker"]}, write=False)
         self.beat_at = now
-
-    def act(self) -> None:
-        job = self.pick()
-        if self.wants_new_work(job, 0.4):
-            return self.take_work()
-        if job.steps_left > 0:
-            return self.progress(job)
-        return self.finish(job)
 
     def rpc(self, method: str, params: dict[str, Any], *, write: bool = True) -> Any:
         body = {"jsonrpc": "2.0", "id": self.hex(), "method": method, "params": params}
@@ -458,31 +520,37 @@ class JsonRpcWorker(QueueMixin, Agent):
             self.queue_length = 0
             return self.produce()
         task = claim["task"]
-        self.new_job(task["id"], task["text"])
-        self.changed(f"claimed {task['id']}")
+        self.new_job(task["id"], self.work_of(task))
+        self.changed(f"claimed {task['id']}: {task['text']}")
 
     def produce(self) -> None:
-        title, n = self.title()
-        params = {"text": title, "priority": self.rng.choice([10, 30, 50, 50, 70, 90]), "metadata": {"ticket": n}}
+        work = self.new_work()
+        metadata = {**work.metadata(), "prompt": work.prompt, "source": work.source()}
+        params = {"text": work.title, "priority": self.rng.choice([25, 50, 50, 75, 90]), "metadata": metadata}
         task = self.rpc("task.create", params)
         self.queue_length = (self.queue_length or 0) + 1
-        self.changed(f"queued {task['id']}")
+        self.changed(f"queued {task['id']}: {work.title}")
 
     def progress(self, job: Job) -> None:
-        job.steps_left -= 1
         if not self.update_allowed():
-            job.steps_left = 0  # out of task.update budget: wrap the task up instead
+            # Out of task.update budget: wrap up what is done (task.complete has no such limit).
+            job.calls_done = job.total_calls
             return self.finish(job)
-        job.plan_done += 1
-        self.update(job, {"metadata": {"progress": min(95, job.plan_done * 25), "stage": PLAN[job.plan_done % 4]}})
-        self.changed(f"progress on {job.id}")
+        call = self.call(job)
+        progress = min(95, round(100 * job.calls_done / max(job.total_calls, 1)))
+        metadata = {"progress": progress, "stage": job.step_title(), "last_tool": call.tool}
+        if call.failed:
+            metadata["last_error"] = call.output["error"]
+        self.update(job, {"metadata": metadata})
+        self.changed(f"{call.tool} on {job.id}")
 
     def finish(self, job: Job) -> None:
-        if self.rng.random() < 0.15 and self.update_allowed():
-            self.update(job, {"status": "failed", "metadata": {"error": "Downstream service unavailable"}})
+        ok, text = self.outcome(job)
+        if not ok and self.update_allowed():
+            self.update(job, {"status": "failed", "metadata": {"error": text}})
             status = "failed"
         else:
-            result = {"answer": f"Done: {job.title}", "ok": True}
+            result = {"summary": text if ok else job.work.result, "tools": job.tools_used}
             self.rpc("task.complete", {"taskId": job.id, "workerId": self.worker_id, "result": result})
             status = "completed"
         self.jobs.remove(job)
@@ -491,16 +559,13 @@ class JsonRpcWorker(QueueMixin, Agent):
 
 class NativeWorker(QueueMixin, Agent):
     face = "api"
+    new_work_chance = 0.35
+    reports_tokens = True
 
     def act(self) -> None:
         if self.check_decisions():
             return
-        job = self.pick()
-        if self.wants_new_work(job, 0.35):
-            return self.take_work()
-        if job.steps_left > 0:
-            return self.progress(job)
-        return self.finish(job)
+        super().act()
 
     def count_pending(self) -> int:
         params = {"status": "pending", "limit": QUEUE_TARGET}
@@ -520,46 +585,58 @@ class NativeWorker(QueueMixin, Agent):
         hitl = self.request("GET", f"/api/v1/tasks/{job.id}/hitl", write=False).json()
         if hitl["decision"] is None:
             return False
-        decided_by = hitl["decided_by"]
+        index, decided_by = job.calls_done, hitl["decided_by"]
+        tool = job.work.tools[index].name
         if hitl["decision"] == "approved":
-            action = hitl.get("effective_payload") or {}
-            note = f"Approved by {decided_by}; going ahead with {action.get('action', 'the plan')}."
+            payload = {k: v for k, v in (hitl.get("effective_payload") or {}).items() if k != "action"}
+            proposed = job.work.arguments(index)
+            job.decided[index] = payload or proposed
+            changed = " with changes" if job.decided[index] != proposed else ""
+            note = f"Approved by {decided_by}{changed}; calling {tool}."
         elif hitl["decision"] == "responded":
+            job.decided[index] = job.work.answered(index, hitl["answer"])
             note = f"{decided_by} answered {hitl['answer']!r}; going ahead with that."
         elif hitl["decision"] == "dismissed":
-            # Nothing to act on: the proposed action is skipped, the rest of the work goes on.
-            note = f"{decided_by} dismissed the request; skipping the proposed action."
+            # Nothing to act on: a proposed call is skipped, an unanswered choice takes the defaults.
+            if index == job.work.approval_index():
+                job.decided[index] = None
+                job.calls_done += 1
+                note = f"{decided_by} dismissed the request; skipping {tool}."
+            else:
+                job.decided[index] = job.work.arguments(index)
+                note = f"{decided_by} dismissed the question; going ahead without an answer."
         else:
             # The decision already ended the task (rejected), or it left its pause another way.
             self.forget(job, f"HITL {hitl['decision']} by {decided_by}")
             return False
         job.waiting = False
-        job.steps_left = 1
         entry = {"kind": "message", "role": "assistant", "content": note}
         self.request("POST", f"/api/v1/tasks/{job.id}/activity", json=entry)
         self.changed(f"resumed {job.id} after the decision ({hitl['decision']}) of {decided_by}")
         return True
 
     def ask_a_person(self, job: Job) -> None:
-        if self.rng.random() < 0.5:
-            body = {
-                "question": f"May I send the drafted reply for {job.title}?",
-                "details": "The agent drafted an answer and wants a person to check it first.",
-                "payload": {"action": "send_email", "to": "customer@example.com", "draft": "Your request was handled."},
-            }
-        else:
-            body = {
-                "question": f"Which tone should the reply for {job.title} take?",
-                "details": "The customer wrote twice; the agent is unsure how formal to be.",
-                "options": ["Formal", "Friendly", "Brief"],
-            }
+        body = job.work.hitl(job.calls_done)
         if self.rng.random() < 0.5:
             minutes = self.rng.choice([20, 90, 600])
             body["deadline"] = (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
         self.request("POST", f"/api/v1/tasks/{job.id}/hitl", json=body)
-        job.waiting = job.hitl_asked = True
+        job.waiting = True
         job.hitl_checked_at = time.monotonic()
-        self.changed(f"paused {job.id} for a person")
+        self.changed(f"paused {job.id} for a person: {body['question']}")
+
+    def decide_alone(self, job: Job) -> None:
+        """A question it may settle itself: within its limits, or its usual answer."""
+        index = job.calls_done
+        if index == job.work.approval_index():
+            job.decided[index] = job.work.arguments(index)
+            content = "Within my approval limits; going ahead."
+        else:
+            option = job.work.hitl(index)["options"][0]
+            job.decided[index] = job.work.answered(index, option)
+            content = f"Going with my usual choice: {option}."
+        self.request("POST", f"/api/v1/tasks/{job.id}/activity", json={"kind": "reasoning", "content": content})
+        self.changed(f"decided alone on {job.id}")
 
     # --- Work --------------------------------------------------------------------------------
 
@@ -572,31 +649,39 @@ class NativeWorker(QueueMixin, Agent):
         response = self.request("POST", "/api/v1/tasks/claim", json={})
         if response.status_code == 200:
             task = response.json()
-            self.new_job(task["id"], task["title"], prompt_tokens=task["prompt_tokens"],
-                         completion_tokens=task["completion_tokens"])  # fmt: skip
-            self.changed(f"claimed {task['id']}")
+            # The worker pool takes any agent's queued work and does it as that agent.
+            job = self.new_job(task["id"], self.work_of(task, task["agent"]))
+            job.prompt_tokens, job.completion_tokens = task["prompt_tokens"], task["completion_tokens"]
+            entry = {"kind": "reasoning", "role": "assistant", "content": "Plan: " + "; ".join(job.work.scenario.plan)}
+            self.request("POST", f"/api/v1/tasks/{job.id}/activity", json=entry)
+            self.changed(f"claimed {task['id']}: {task['title']}")
             return
         self.queue_length = 0
         if not self.adopt():
             self.produce()
 
     def produce(self) -> None:
-        title, n = self.title()
+        parent = next((job for job in self.working() if not job.follow_up_filed and job.work.follow_up()), None)
+        if parent is not None and self.rng.random() < 0.5:
+            work = parent.work.follow_up()
+            parent.follow_up_filed = True
+        else:
+            parent, work = None, self.new_work()
         body: dict[str, Any] = {
-            "title": title,
-            "input_text": f"Customer request #{n}: please handle it.",
+            "id": f"{self.name.split('-')[0]}-{self.rng.randint(100000, 999999)}",
+            "title": work.title,
+            "input_text": work.prompt,
             "agent": self.name,
-            "source": "simulator",
+            "source": work.source(),
             "priority": self.rng.choice([10, 30, 50, 50, 70, 90]),
-            "deep_planning": self.plan(0),
+            "deep_planning": work.checklist(0),
+            "metadata": work.metadata(),
         }
-        parent = self.rng.choice(self.working()) if self.working() and self.rng.random() < 0.3 else None
         if parent is not None:
             body["parent_id"] = parent.id
-            body["title"] = f"Follow-up of {parent.title}"[:200]
         task = self.request("POST", "/api/v1/tasks", json=body).json()
         self.queue_length = (self.queue_length or 0) + 1
-        self.changed(f"filed {task['id']}" + (f" under {parent.id}" if parent else ""))
+        self.changed(f"filed {task['id']}" + (f" under {parent.id}" if parent else "") + f": {work.title}")
 
     def adopt(self) -> bool:
         """Take over an executing task nobody has changed for STALE_AFTER seconds."""
@@ -610,8 +695,8 @@ class NativeWorker(QueueMixin, Agent):
             age = server_now - _timestamp(task["updated_at"])
             if age < STALE_AFTER:
                 break  # sorted oldest first: the rest are fresher
-            job = self.new_job(task["id"], task["title"] or task["id"], prompt_tokens=task["prompt_tokens"],
-                               completion_tokens=task["completion_tokens"])  # fmt: skip
+            job = self.new_job(task["id"], self.work_of(task, task["agent"]))
+            job.prompt_tokens, job.completion_tokens = task["prompt_tokens"], task["completion_tokens"]
             entry = {"kind": "reasoning", "role": "assistant", "content": "Picking this task up again."}
             self.request("POST", f"/api/v1/tasks/{job.id}/activity", json=entry)
             self.changed(f"adopted {job.id}")
@@ -619,46 +704,46 @@ class NativeWorker(QueueMixin, Agent):
         return False
 
     def progress(self, job: Job) -> None:
-        job.steps_left -= 1
-        roll = self.rng.random()
-        waiting = sum(1 for j in self.jobs if j.waiting)
-        if roll < HITL_CHANCE and not job.hitl_asked and waiting < MAX_WAITING:
-            return self.ask_a_person(job)
-        roll = self.rng.random()
-        if roll < 0.3:
-            self.add_tokens(job)
+        if job.asks_first:
+            waiting = sum(1 for j in self.jobs if j.waiting)
+            if self.rng.random() < HITL_CHANCE and waiting < MAX_WAITING:
+                return self.ask_a_person(job)
+            return self.decide_alone(job)
+        if job.unreported and (job.done or self.rng.random() < 0.5):
+            job.unreported = []
             body = {
                 "prompt_tokens": job.prompt_tokens,
                 "completion_tokens": job.completion_tokens,
-                "used_tools": [self.rng.choice(TOOLS)],
+                "used_tools": job.tools_used,
             }
             self.request("POST", f"/api/v1/tasks/{job.id}/metrics", json=body)
             return self.changed(f"metrics of {job.id}")
-        tool = self.rng.choice(TOOLS)
+        before = job.checklist()
+        call = self.call(job)
         call_id = f"call_{self.hex()}"
-        entries: list[dict[str, Any]] | dict[str, Any]
-        if roll < 0.75:
-            entries = [
-                {"kind": "tool_call", "role": "assistant", "tool_name": tool, "tool_call_id": call_id,
-                 "tool_arguments": {"query": job.title[:80]}},
-                {"kind": "tool_result", "role": "tool", "tool_name": tool, "tool_call_id": call_id,
-                 "tool_output": {"ok": True, "items": self.rng.randint(0, 9)}},
-            ]  # fmt: skip
-        else:
-            entries = {"kind": "reasoning", "role": "assistant", "content": "Checking the next step."}
+        entries = [
+            {"kind": "tool_call", "role": "assistant", "tool_name": call.tool, "tool_call_id": call_id,
+             "tool_arguments": call.arguments, "prompt_tokens": call.prompt_tokens,
+             "completion_tokens": call.completion_tokens},
+            {"kind": "tool_result", "role": "tool", "tool_name": call.tool, "tool_call_id": call_id,
+             "tool_output": call.output},
+        ]  # fmt: skip
         self.request("POST", f"/api/v1/tasks/{job.id}/activity", json=entries)
-        self.changed(f"activity on {job.id}")
+        self.changed(f"{call.tool} on {job.id}" + (" (failed)" if call.failed else ""))
+        if job.checklist() != before and not job.done:
+            self.request("PATCH", f"/api/v1/tasks/{job.id}", json={"deep_planning": job.checklist()})
+            self.changed(f"plan step on {job.id}")
 
     def finish(self, job: Job) -> None:
-        status = self.outcome()
-        body: dict[str, Any] = {"status": status}
-        if status == "completed":
-            body.update(result=f"Done: {job.title}", deep_planning=self.plan(len(PLAN)))
+        ok, text = self.outcome(job)
+        body: dict[str, Any] = {"status": "completed" if ok else "failed"}
+        if ok:
+            body.update(result=text, deep_planning=job.work.checklist(len(job.work.scenario.plan)))
         else:
-            body["status_reason"] = "The refund API refused the request." if status == "failed" else "Tool crashed."
+            body["status_reason"] = text
         self.request("PATCH", f"/api/v1/tasks/{job.id}", json=body)
         self.jobs.remove(job)
-        self.changed(f"{status} {job.id}")
+        self.changed(f"{body['status']} {job.id}")
 
 
 AGENT_CLASSES: dict[str, type[Agent]] = {
@@ -721,9 +806,10 @@ class Simulator:
         try:
             response = self.http.request(method, path, headers=agent.headers, **kwargs)
         except httpx.HTTPError as exc:
-            self.stats.network_errors += 1
             agent.parked_until = time.monotonic() + NETWORK_BACKOFF
-            logger.warning("%s: %s %s failed (%s); retrying in %.0f s", agent, method, path, exc, NETWORK_BACKOFF)
+            if not self.stop_event.is_set():  # at Ctrl-C the server goes down with us: nothing to report
+                self.stats.network_errors += 1
+                logger.warning("%s: %s %s failed (%s); retrying in %.0f s", agent, method, path, exc, NETWORK_BACKOFF)
             raise Parked from None
         self._note_clock(response)
         if response.status_code == 429:

@@ -1,6 +1,7 @@
 """Management commands: seed_demo, create_api_token, simulate_agents (its options; the run is in test_simulation)."""
 
 import hashlib
+import json
 import socket
 from io import StringIO
 
@@ -8,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import F
 
-from tasks_app import lifecycle, selectors, services
+from tasks_app import lifecycle, scenarios, selectors, services
 from tasks_app.models import (
     ActivityEntry,
     ApiToken,
@@ -19,6 +20,7 @@ from tasks_app.models import (
     TaskEvent,
     hash_token,
 )
+from tasks_app.scenarios import Work
 
 
 def seed(**options) -> str:
@@ -137,6 +139,41 @@ def test_seed_demo_covers_the_whole_demo(db, django_user_model):
     admin = django_user_model.objects.get(username="admin")
     assert admin.is_superuser and admin.check_password("taskdesk")
     assert django_user_model.objects.get(username="bob").check_password("taskdesk")
+
+
+def test_seeded_tasks_each_tell_one_story(db):
+    """Title, prompt, agent, tool calls, checklist, question and outcome all come from one piece of work."""
+    seed()
+    tasks = list(Task.objects.select_related("agent", "parent"))
+    for task in tasks:
+        work = Work.for_run(task.agent.name, task.metadata["run"])
+        assert (task.title, task.input_text, task.agent.name) == (work.title, work.prompt, task.agent.name)
+        assert task.agent.name in scenarios.AGENTS[task.organization.slug]
+        assert task.source in work.scenario.sources
+        if task.parent_id:  # a follow-up of its parent's work, by the same agent
+            assert task.metadata["run"] == task.parent.metadata["run"] + ".1" and task.agent_id == task.parent.agent_id
+        if task.status == "completed":
+            assert task.result == work.result and task.duration > 0
+        elif task.status in ("failed", "error", "timed_out", "stopped", "canceled", "terminated"):
+            assert task.status_reason
+        if task.deep_planning:
+            assert [step["title"] for step in task.deep_planning["tasks"]] == list(work.scenario.plan)
+    assert Task.objects.filter(parent__isnull=False).count() >= 5
+    for hitl in HitlRequest.objects.select_related("task__agent"):
+        work = Work.for_run(hitl.task.agent.name, hitl.task.metadata["run"])
+        asked = work.hitl(work.question_indexes()[0])
+        assert (hitl.question, hitl.details) == (asked["question"], asked["details"])
+        assert hitl.proposed_payload == asked.get("payload") and hitl.options == asked.get("options", [])
+    calls = list(
+        ActivityEntry.objects.filter(kind="tool_call").values_list("task__metadata", "tool_name", "tool_arguments")
+    )
+    assert len({(name, json.dumps(args, sort_keys=True)) for _, name, args in calls}) > 0.5 * len(calls)
+    for metadata, name, arguments in calls:  # each call is one of its work's calls, with that work's facts
+        task = next(t for t in tasks if t.metadata == metadata)
+        work = Work.for_run(task.agent.name, metadata["run"])
+        assert (name, arguments) in [(t.name, work.arguments(i)) for i, t in enumerate(work.tools)], (name, task.title)
+    failures = [e for e in ActivityEntry.objects.filter(kind="tool_result") if e.is_failure]
+    assert failures and all(e.failure for e in failures)
 
 
 def test_seed_demo_rejects_a_negative_count(db):

@@ -1,6 +1,7 @@
 """The agent simulator: drives a running server through every face; survives 429, 409 and outages."""
 
 import json
+import random
 import threading
 import time
 from collections import Counter
@@ -11,8 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from tasks_app import services, simulation
-from tasks_app.models import ApiToken, HitlRequest, Membership, Organization, Role, TaskEvent
+from tasks_app import scenarios, services, simulation
+from tasks_app.models import ActivityEntry, ApiToken, HitlRequest, Membership, Organization, Role, Task, TaskEvent
+from tasks_app.scenarios import Work
 from tasks_app.simulation import JsonRpcWorker, Pacer, Parked, Simulator, XpanderAgent
 
 TOKENS = {"acme": dict.fromkeys(simulation.FACES, "td_test")}
@@ -83,8 +85,7 @@ def test_the_jsonrpc_worker_stays_under_the_task_update_limit():
     worker = agent_of(sim, JsonRpcWorker)
     for _ in range(simulation.JSONRPC_UPDATES_PER_MINUTE):
         worker.updates.append(time.monotonic())
-    job = worker.new_job("t-1", "Answer ticket #1")
-    job.steps_left = 3
+    job = worker.new_job("t-1", Work.new(worker.name, random.Random(1)))
     worker.progress(job)
     # Out of task.update budget: the task is completed (task.complete has no such limit).
     assert calls == ["task.complete"] and worker.jobs == []
@@ -97,8 +98,9 @@ def test_a_jsonrpc_error_is_a_refusal():
 
     sim = simulator(handler, rate=100)
     worker = agent_of(sim, JsonRpcWorker)
-    for n in range(simulation.MAX_JOBS):  # a full hand: the next step finishes one of them
-        worker.new_job(f"t-{n}", "Answer ticket").steps_left = 0
+    for n in range(simulation.MAX_JOBS):  # a full hand, all done: the next step finishes one of them
+        job = worker.new_job(f"t-{n}", Work.new(worker.name, random.Random(n)))
+        job.calls_done = job.total_calls
     worker.step()
     assert len(worker.jobs) == simulation.MAX_JOBS - 1
     assert sim.stats.refused == 1 and sim.stats.changes == 0
@@ -115,8 +117,9 @@ def test_the_pacer_hands_out_slots_at_the_rate():
 # --- Against a real server ------------------------------------------------------------------
 
 
-def _decide_hitl_requests(stop: threading.Event, decided: list, reviewer) -> None:
-    """A person at the browser: approves the first request of each organization, rejects the next."""
+def _decide_hitl_requests(stop: threading.Event, decided: list, reviewer, until) -> None:
+    """A person at the browser (an operator of both organizations): approves the first request of each
+    organization, rejects the next; `until()` says when the run has shown enough."""
     actor = services.Actor.for_user(reviewer)
     try:
         while not stop.wait(0.1):
@@ -127,26 +130,59 @@ def _decide_hitl_requests(stop: threading.Event, decided: list, reviewer) -> Non
                 except services.ServiceError:
                     continue
                 decided.append((hitl.organization.slug, approve, hitl.task_id))
+            until()
     finally:
         connection.close()
 
 
+def _resumed(tasks: list[int]) -> list[int]:
+    """The tasks the simulator wrote to after a person decided their request."""
+    return [
+        task
+        for task in tasks
+        if TaskEvent.objects.filter(
+            task_id=task,
+            actor_kind="token",
+            type="task.activity",
+            pk__gt=TaskEvent.objects.filter(task_id=task, type="task.hitl_decided").values("pk")[:1],
+        ).exists()
+    ]
+
+
+MIN_RUN, MAX_RUN = 6.0, 40.0
+
+
 def test_the_simulator_drives_every_face_of_a_running_server(transactional_db, daphne_server, monkeypatch):
     acme = Organization.objects.create(slug="acme", name="Acme")
-    Organization.objects.create(slug="globex", name="Globex")
-    reviewer = services_user(acme)
-    monkeypatch.setattr(simulation, "HITL_CHANCE", 0.5)  # enough pauses to see both decisions in seconds
+    globex = Organization.objects.create(slug="globex", name="Globex")
+    reviewer = services_user(acme, globex)
+    monkeypatch.setattr(simulation, "HITL_CHANCE", 1.0)  # every question goes to a person: decisions in seconds
     first_event = TaskEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    runs = []
+    real_init = Simulator.__init__
 
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        runs.append(self)
+
+    monkeypatch.setattr(Simulator, "__init__", keep)
     stop, decided = threading.Event(), []
-    decider = threading.Thread(target=_decide_hitl_requests, args=(stop, decided, reviewer))
+    started = time.monotonic()
+
+    def until() -> None:
+        # At least MIN_RUN seconds, then until an approved task has gone on (at most MAX_RUN).
+        approved = [task for _, ok, task in decided if ok]
+        if runs and time.monotonic() - started >= MIN_RUN and _resumed(approved):
+            runs[0].stop()
+
+    decider = threading.Thread(target=_decide_hitl_requests, args=(stop, decided, reviewer, until))
     decider.start()
     out = StringIO()
-    started = time.monotonic()
     try:
         call_command(
-            "simulate_agents", url=daphne_server, rate=20, duration=6, seed=5, hitl_poll=0.2, stdout=out, stderr=out
-        )
+            "simulate_agents", url=daphne_server, rate=20, duration=MAX_RUN, seed=5, hitl_poll=0.2, stdout=out,
+            stderr=out,
+        )  # fmt: skip
     finally:
         stop.set()
         decider.join(timeout=10)
@@ -169,23 +205,16 @@ def test_the_simulator_drives_every_face_of_a_running_server(transactional_db, d
     types = set(by_simulator.values_list("type", flat=True))
     assert {"task.created", "task.updated", "task.activity", "task.metrics", "task.hitl_requested"} <= types
 
-    # The rate held (within what a shared 2-core machine allows), in changes per second.
-    rate = by_simulator.count() / elapsed
-    assert 8 <= rate <= 22, rate
+    # The pace held, in changes per second: never above the rate asked for (20/s), and not far below it
+    # (a loaded 2-core machine shared with other test runs slows the server).
+    stats = runs[0].stats
+    assert stats.changes <= by_simulator.count() and 5 <= stats.rate <= 22, (stats.rate, stats.summary())
 
     # A person decided in the meantime: an approved task went on through the native face;
     # a rejected one had already ended, and the simulator wrote nothing to it afterwards.
     approved = [task for _, ok, task in decided if ok]
     rejected = [task for _, ok, task in decided if not ok]
-    assert approved, decided
-    resumed = [
-        task
-        for task in approved
-        if by_simulator.filter(
-            task_id=task, type="task.activity", pk__gt=events.get(task_id=task, type="task.hitl_decided").pk
-        ).exists()
-    ]
-    assert resumed, approved
+    assert _resumed(approved), (approved, elapsed)
     for task in rejected:
         decision = events.get(task_id=task, type="task.hitl_decided")
         assert decision.after["status"] == "failed"
@@ -196,10 +225,48 @@ def test_the_simulator_drives_every_face_of_a_running_server(transactional_db, d
     assert tokens.count() == 8
     assert not tokens.filter(revoked_at__isnull=True).exists()
 
+    assert_the_demo_looks_real(Task.objects.filter(pk__in=by_simulator.values("task_id")))
 
-def services_user(organization):
+
+def assert_the_demo_looks_real(tasks) -> None:
+    """Named agents per face, meaningful titles and prompts, tokens, sources, varied tool calls with
+    some failures, sub-tasks and checklists, and questions that are about their own task."""
+    tasks = list(tasks.select_related("agent", "organization", "assigned_worker", "parent"))
+    for task in tasks:
+        assert not task.display_title.startswith(("sim-", task.public_id)), task.display_title
+        run = task.metadata.get("run") or task.payload_extension.get("run")
+        if run is None:  # a run executed elsewhere, recorded whole through xpander's report_task
+            assert task.source == "external" and task.input_text and task.result or task.status == "failed"
+            continue
+        agent = task.agent.name if task.agent_id else scenarios.face_agent(task.organization.slug, "jsonrpc")
+        work = Work.for_run(agent, run)
+        assert work.title in task.display_title, (work.title, task.display_title)
+        if task.agent_id:
+            assert task.agent.name in scenarios.AGENTS[task.organization.slug], task.agent.name
+        else:  # a JSON-RPC task: ClaudeBench has no agents, its worker shows
+            assert task.queue == "jsonrpc" and task.metadata["prompt"] == work.prompt
+    by_face = {face: [t for t in tasks if t.agent and t.agent.name == scenarios.face_agent(t.organization.slug, face)]
+               for face in ("xpander", "agentex", "api")}  # fmt: skip
+    for face in ("xpander", "api"):
+        assert all(t.source and t.input_text for t in by_face[face]), face
+        assert any(t.deep_planning.get("tasks") for t in by_face[face]), face
+    assert any(t.prompt_tokens > 0 and t.completion_tokens > 0 for t in by_face["xpander"] + by_face["api"])
+    assert any(t.assigned_worker and t.assigned_worker.name.endswith(tuple("0123456789abcdef")) for t in tasks)
+    calls = ActivityEntry.objects.filter(task__in=tasks, kind="tool_call")
+    assert calls.values("tool_name").distinct().count() >= 3
+    assert len({json.dumps(c, sort_keys=True) for c in calls.values_list("tool_arguments", flat=True)}) >= 3
+    assert calls.filter(prompt_tokens__gt=0).exists()
+    for hitl in HitlRequest.objects.filter(task__in=tasks).select_related("task__agent"):
+        work = Work.for_run(hitl.task.agent.name, hitl.task.metadata["run"])
+        asked = {work.hitl(i)["question"]: work.hitl(i) for i in work.question_indexes()}
+        assert hitl.question in asked, (hitl.question, hitl.task.title)
+        assert hitl.proposed_payload == asked[hitl.question].get("payload"), hitl.proposed_payload
+
+
+def services_user(*organizations):
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.create_user(username="alice", password="taskdesk")
-    Membership.objects.create(user=user, organization=organization, role=Role.OPERATOR)
+    for organization in organizations:
+        Membership.objects.create(user=user, organization=organization, role=Role.OPERATOR)
     return user

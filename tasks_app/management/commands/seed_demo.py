@@ -38,6 +38,7 @@ from tasks_app.models import (
     Task,
     TaskEvent,
 )
+from tasks_app.scenarios import AGENT_DESCRIPTIONS, AGENTS, ToolCall, Work, scenarios_for
 from tasks_app.services import counters
 from tasks_app.services.snapshots import task_snapshot
 
@@ -50,10 +51,6 @@ USERS = [
     ("bob", "acme", Role.VIEWER),
     ("charlie", "globex", Role.OPERATOR),
 ]
-AGENTS = {
-    "acme": ["support-bot", "billing-agent", "research-agent", "triage-agent"],
-    "globex": ["ops-agent", "sales-assistant", "code-reviewer"],
-}
 STATUS_WEIGHTS = {
     Status.PENDING: 15,
     Status.EXECUTING: 12,
@@ -67,20 +64,6 @@ STATUS_WEIGHTS = {
     Status.TERMINATED: 3,
     Status.TIMED_OUT: 5,
 }
-CUSTOMERS = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Linus Pauling", "Marie Curie"]
-SOURCES = ["web", "api", "slack", "email", "schedule"]
-TOOLS = ["search_tickets", "lookup_order", "issue_refund", "send_email", "web_search", "run_sql", "create_jira_issue"]
-REQUESTS = [
-    ("Refund order #{n} for {customer}", "Customer {customer} asks for a refund of order #{n}; it arrived damaged."),
-    ("Summarize ticket #{n}", "Summarize the conversation in ticket #{n} and suggest a next step."),
-    ("Investigate failed payment #{n}", "Payment #{n} from {customer} failed twice; find out why and fix it."),
-    ("Draft a reply to {customer}", "Write a friendly reply to {customer} about the delayed shipment #{n}."),
-    ("Research pricing for plan {n}", "Compare our plan {n} with three competitors and list the differences."),
-    ("Triage inbox batch {n}", "Label and route the 40 newest emails in the support inbox (batch {n})."),
-    ("Review pull request #{n}", "Review PR #{n}: check tests, naming, and the migration for locking issues."),
-]
-PLAN_STEPS = ["Read the request", "Gather context", "Call the tools", "Check the result", "Write the answer"]
-ERRORS = ["Tool run_sql timed out after 30 s", "Upstream API returned 503", "Model refused: policy", "Quota exceeded"]
 RICH_UP_TO = 1000  # tasks below this index get activity logs; beyond it, one in RICH_EVERY
 RICH_EVERY = 100
 EVENT_CHANGES = sorted(["status", "title", "priority", "source", "input_text", "metadata"])
@@ -146,7 +129,7 @@ class Command(BaseCommand):
         for slug, names in AGENTS.items():
             agents[slug] = [
                 Agent.objects.get_or_create(
-                    organization=orgs[slug], name=name, defaults={"description": f"Demo agent {name}"}
+                    organization=orgs[slug], name=name, defaults={"description": AGENT_DESCRIPTIONS[name]}
                 )[0]
                 for name in names
             ]
@@ -187,83 +170,112 @@ def _pick_status(i: int, rng: random.Random) -> str:
     return rng.choices(list(STATUS_WEIGHTS), weights=list(STATUS_WEIGHTS.values()))[0]
 
 
-def _build(i, seed, count, base, span, org, org_agents, task_id, number):
-    """One demo task with its activity, HITL request and created event (unsaved)."""
+def _index_of(slug: str, number: int) -> int:
+    """The task index of an organization's n-th demo task (`_tasks` deals indexes 2:1 to acme and globex)."""
+    if slug == "globex":
+        return 3 * (number - 1) + 2
+    return 3 * ((number - 1) // 2) + (number - 1) % 2
+
+
+def _identity(i: int, seed: int, slug: str, number: int, org_agents: list[Agent]) -> tuple:
+    """What task `i` is: (its random stream, status, agent, work, parent's number or None).
+
+    A pure function of (seed, i) drawn first from the task's own stream, so a sub-task reads its
+    parent's work without building the parent. A follow-up is filed under an earlier task of the
+    organization, by that task's agent (a follow-up itself files none).
+    """
     rng = random.Random(seed * 10_000_019 + i)
     status = _pick_status(i, rng)
-    customer = rng.choice(CUSTOMERS)
-    title_t, text_t = rng.choice(REQUESTS)
-    ticket = 1000 + number
+    agents = org_agents
+    if status == Status.PAUSED:
+        # A paused task waits on a question about its own work: only agents whose work asks one.
+        agents = [a for a in org_agents if any(s.question or s.choice for s in scenarios_for(a.name))] or org_agents
+    agent = rng.choice(agents)
+    work = Work.new(agent.name, rng, with_question=status == Status.PAUSED)
+    if number > 5 and status != Status.PAUSED and rng.random() < 0.2:
+        parent_number = rng.randint(1, number - 1)
+        _, _, parent_agent, parent_work, _ = _identity(
+            _index_of(slug, parent_number), seed, slug, parent_number, org_agents
+        )
+        if (follow_up := parent_work.follow_up()) is not None:
+            return rng, status, parent_agent, follow_up, parent_number
+    return rng, status, agent, work, None
+
+
+def _build(i, seed, count, base, span, org, org_agents, task_id, number):
+    """One demo task with its activity, HITL request and created event (unsaved)."""
+    rng, status, agent, work, parent_number = _identity(i, seed, org.slug, number, org_agents)
     created_at = base - span * ((count - i) / max(count, 1)) - timedelta(seconds=rng.randint(0, 59))
     task = Task(
         public_id=task_id,
         organization=org,
-        agent=rng.choice(org_agents),
-        title=title_t.format(n=ticket, customer=customer),
-        input_text=text_t.format(n=ticket, customer=customer),
-        source=rng.choice(SOURCES),
+        agent=agent,
+        title=work.title,
+        input_text=work.prompt,
+        source=work.source(),
         status=status,
         priority=rng.choice([10, 30, 50, 50, 50, 70, 90]),
-        metadata={"customer": customer, "ticket": ticket, "region": rng.choice(["eu", "us", "apac"])},
-        params={"temperature": rng.choice([0.0, 0.2, 0.7])} if rng.random() < 0.3 else {},
+        metadata=work.metadata(),
         created_at=created_at,
         updated_at=created_at,
         version=1,
     )
-    if number > 5 and rng.random() < 0.12:
-        task.parent_public = f"demo-{org.slug}-{rng.randint(1, number - 1):04d}"
-    steps = rng.randint(2, len(PLAN_STEPS))
-    if rng.random() < 0.4:
-        done = steps if status == Status.COMPLETED else (0 if status == Status.PENDING else rng.randint(0, steps - 1))
-        task.deep_planning = {
-            "enabled": True,
-            "tasks": [{"id": f"step-{k + 1}", "title": PLAN_STEPS[k], "completed": k < done} for k in range(steps)],
-        }
+    task.parent_public = f"demo-{org.slug}-{parent_number:04d}" if parent_number else None
+    calls, stopped_by = _calls(work, status, rng)
+    if rng.random() < 0.6:
+        task.deep_planning = work.checklist(
+            len(work.scenario.plan)
+            if status == Status.COMPLETED
+            else work.plan_step_of(len([c for c in calls if not c.failed]))
+        )
     activity: list[ActivityEntry] = []
     hitl = None
     if status != Status.PENDING:
         task.started_at = created_at + timedelta(seconds=rng.randint(1, 90))
-        task.prompt_tokens = rng.randint(200, 20_000)
-        task.completion_tokens = rng.randint(50, 5_000)
-        tools = rng.sample(TOOLS, rng.randint(0, 3))
-        task.used_tools = tools
-        task.updated_at = task.started_at
-        task.last_executed_node_id = f"node-{rng.randint(1, 12)}"
+        task.prompt_tokens = sum(c.prompt_tokens for c in calls) + rng.randint(200, 900)
+        task.completion_tokens = sum(c.completion_tokens for c in calls) + rng.randint(50, 300)
+        task.used_tools = list(dict.fromkeys(c.tool for c in calls))
+        task.last_executed_node_id = f"node-{len(calls) + 1}"
+        if i < RICH_UP_TO or i % RICH_EVERY == 0:
+            activity = _activity(task, rng, work, calls)
+        last = activity[-1].created_at if activity else task.started_at + timedelta(seconds=5 * len(calls))
+        task.updated_at = last
         if lifecycle.is_terminal(status):
-            task.duration = round(rng.uniform(2, 900), 3)
-            task.finished_at = task.started_at + timedelta(seconds=task.duration)
+            task.finished_at = last + timedelta(seconds=rng.randint(1, 8))
+            task.duration = round((task.finished_at - task.started_at).total_seconds(), 3)
             task.updated_at = task.finished_at
             if status == Status.COMPLETED:
-                task.result = f"Done: {task.title}. {customer} has been informed."
-            elif status in (Status.FAILED, Status.ERROR, Status.TIMED_OUT):
-                task.status_reason = rng.choice(ERRORS)
+                task.result = work.result
+            elif status in (Status.FAILED, Status.ERROR):
+                task.status_reason = stopped_by or work.failure()
+            elif status == Status.TIMED_OUT:
+                task.status_reason = f"No answer within 10 minutes while {_step(work, calls).lower()}."
             elif status == Status.STOPPED:
                 task.is_manually_stopped = True
-                task.status_reason = "Stopped by an operator"
-        elif status == Status.PAUSED:
-            task.paused_at = task.started_at + timedelta(seconds=rng.randint(5, 300))
-            task.updated_at = task.paused_at
-            hitl = HitlRequest(task=task, organization=org, requested_at=task.paused_at)
-            if rng.random() < 0.5:
-                # An action to approve, reject or amend.
-                hitl.question = f"May I {rng.choice(['refund', 'email', 'escalate to'])} {customer} for #{ticket}?"
-                hitl.details = f"{task.input_text}\nThe agent proposes the action below."
-                hitl.proposed_payload = {
-                    "action": "refund",
-                    "order": ticket,
-                    "amount": rng.randint(5, 500),
-                    "currency": "EUR",
-                }
+                task.status_reason = "Stopped by an operator: the customer called in."
             else:
-                # A question with the answers the agent can act on (or a person's own words).
-                hitl.question = f"How should I answer {customer} about #{ticket}?"
-                hitl.details = f"{task.input_text}\nThe customer wrote twice; the agent is unsure what to offer."
-                hitl.options = ["Apologise and refund", "Offer a voucher", "Escalate to billing"]
+                task.status_reason = {
+                    Status.CANCELED: "Canceled: the request was withdrawn.",
+                    Status.TERMINATED: "Terminated: the agent was redeployed.",
+                }[status]
+        elif status == Status.PAUSED:
+            task.paused_at = task.updated_at + timedelta(seconds=rng.randint(1, 30))
+            task.updated_at = task.paused_at
+            asked = work.hitl(work.question_indexes()[0])
+            hitl = HitlRequest(
+                task=task,
+                organization=org,
+                question=asked["question"],
+                details=asked["details"],
+                options=asked.get("options", []),
+                proposed_payload=asked.get("payload"),
+                requested_at=task.paused_at,
+            )
             # Some are due soon, some later, most whenever (the inbox sorts and filters by it).
             minutes = rng.choice([None, None, None, 45, 180, 60 * 30])
             hitl.deadline = base + timedelta(minutes=minutes) if minutes else None
-        if i < RICH_UP_TO or i % RICH_EVERY == 0:
-            activity = _activity(task, rng, tools)
+        elif status == Status.INTERRUPTED:
+            task.status_reason = "Interrupted: waiting for the customer's reply."
     event = TaskEvent(
         task=task,
         organization=org,
@@ -285,7 +297,38 @@ def _build(i, seed, count, base, span, org, org_agents, task_id, number):
     return task, event, activity, hitl
 
 
-def _activity(task: Task, rng: random.Random, tools: list[str]) -> list[ActivityEntry]:
+def _calls(work: Work, status: str, rng: random.Random) -> tuple[list[ToolCall], str]:
+    """The tool calls a task in `status` has made (a failed one retried once), and the error that
+    ended it if one did."""
+    total = len(work.tools)
+    if status == Status.PENDING:
+        return [], ""
+    if status == Status.PAUSED:
+        upto = work.question_indexes()[0]  # it waits on a person before this call
+    elif status == Status.COMPLETED:
+        upto = total
+    else:
+        upto = rng.randint(0 if status != Status.FAILED else 1, max(total - 1, 0))
+    calls: list[ToolCall] = []
+    for index in range(upto):
+        call = work.call(index)
+        calls.append(call)
+        if call.failed:
+            calls.append(work.call(index, fail_chance=0.0))  # retried, and it went through
+    error = ""
+    if status in (Status.FAILED, Status.ERROR) and upto < total and rng.random() < 0.6:
+        failing = work.call(upto, fail_chance=1.0)
+        calls.append(failing)
+        error = f"{failing.tool} failed: {failing.output['error']}"
+    return calls, error
+
+
+def _step(work: Work, calls: list[ToolCall]) -> str:
+    plan = work.scenario.plan
+    return plan[min(work.plan_step_of(len({c.tool for c in calls})), len(plan) - 1)]
+
+
+def _activity(task: Task, rng: random.Random, work: Work, calls: list[ToolCall]) -> list[ActivityEntry]:
     at: datetime = task.started_at
     entries = []
 
@@ -297,36 +340,29 @@ def _activity(task: Task, rng: random.Random, tools: list[str]) -> list[Activity
         return entry
 
     add(kind=ActivityKind.MESSAGE, role="user", content=task.input_text)
-    add(kind=ActivityKind.REASONING, role="assistant", content="I should look up the context before acting.")
-    for n, tool in enumerate(tools or ["search_tickets"]):
+    add(kind=ActivityKind.REASONING, role="assistant", content="Plan: " + "; ".join(work.scenario.plan))
+    for n, tool_call in enumerate(calls):
         call_id = f"call_{task.public_id}_{n}"
         call = add(
             kind=ActivityKind.TOOL_CALL,
             role="assistant",
-            tool_name=tool,
+            tool_name=tool_call.tool,
             tool_call_id=call_id,
-            tool_arguments={"query": task.title, "limit": rng.randint(1, 20)},
-            prompt_tokens=rng.randint(100, 2000),
-            completion_tokens=rng.randint(10, 300),
+            tool_arguments=tool_call.arguments,
+            prompt_tokens=tool_call.prompt_tokens,
+            completion_tokens=tool_call.completion_tokens,
         )
         result = add(
             kind=ActivityKind.TOOL_RESULT,
             role="tool",
-            tool_name=tool,
+            tool_name=tool_call.tool,
             tool_call_id=call_id,
-            tool_output=_tool_output(rng),
+            tool_output=tool_call.output,
         )
         result.seeded_call = call  # its call_id once both have ids (_insert)
     if task.status == Status.COMPLETED:
         add(kind=ActivityKind.MESSAGE, role="assistant", content=task.result or "")
     return entries
-
-
-def _tool_output(rng: random.Random) -> dict:
-    """Mostly successes; now and then a failure as agents report one."""
-    if rng.random() > 0.1:
-        return {"ok": True, "items": rng.randint(0, 12)}
-    return {"ok": False, "error": rng.choice(["upstream timed out after 30 s", "429 Too Many Requests", "not found"])}
 
 
 def _insert(built) -> int:
