@@ -112,7 +112,10 @@
       if (/[?&]after=[^&]*/.test(url)) url = url.replace(/([?&]after=)[^&]*/, "$1" + after);
       else url += (url.indexOf("?") >= 0 ? "&" : "?") + "after=" + after;
     }
-    Object.keys(params).forEach(function (name) { url = withParam(url, name, params[name]); });
+    Object.keys(params).forEach(function (name) {
+      var value = typeof params[name] === "function" ? params[name]() : params[name];
+      url = withParam(url, name, value);
+    });
     return url;
   }
 
@@ -240,7 +243,7 @@
     lastEventId: function () { return lastEventId; },
     after: afterValue,
     drop: function () { if (currentSocket) currentSocket.close(4000, "dropped"); },
-    // A query parameter every later (re)connect carries, e.g. the list's view.
+    // A query parameter every later (re)connect carries, e.g. the list's view (a function: read then).
     setParam: function (name, value) { params[name] = value; },
     // A frame to the server on the open socket (false when there is none: the reconnect carries params).
     send: function (text) {

@@ -29,7 +29,7 @@
   var pointerOn = false; // a mouse pointer rests on the table
   var hoveredRow = null; // id of the row under the mouse pointer
   var anchor = null; // {id, top}: the hovered row's place before a frame swaps
-  var sentView = null; // the view the server judges pushes by
+  var judgedView = null; // the view the server judges this page's pushes by
 
   function table() { return document.getElementById("task-table"); }
   function rows() { return document.getElementById("task-rows"); }
@@ -180,6 +180,9 @@
       var label = pill.querySelector("[data-news-count]");
       if (label) label.textContent = waiting + " new";
     }
+    var announce = document.getElementById("list-announce");
+    var message = waiting ? waiting + (waiting === 1 ? " new task" : " new tasks") + " to show" : "";
+    if (announce && announce.textContent !== message) announce.textContent = message;
     var pause = document.getElementById("list-pause");
     if (pause) {
       var holding = held.length + count(heldChanges);
@@ -257,16 +260,19 @@
   });
 
   // --- The view: a new table (filters, sort, page) starts afresh and tells the server ---------
+  // Each (re)connect carries the view the page shows then; a change while connected is sent.
+  function tellView() {
+    var current = view();
+    if (current !== judgedView && window.taskdeskLive && taskdeskLive.send(JSON.stringify({ view: current }))) {
+      judgedView = current;
+    }
+  }
+
   function viewChanged() {
     held = [];
     heldChanges = {};
     news = {};
-    var current = view();
-    if (current !== sentView && window.taskdeskLive) {
-      taskdeskLive.setParam("view", current);
-      if (sentView !== null) taskdeskLive.send(JSON.stringify({ view: current }));
-      sentView = current;
-    }
+    tellView();
     keepPageSize();
     render();
   }
@@ -274,6 +280,9 @@
   document.addEventListener("htmx:afterSettle", function (evt) {
     if (evt.detail.elt && evt.detail.elt.id === "task-table") viewChanged();
   });
+  document.addEventListener("htmx:historyRestore", viewChanged);
+  // Changed while the socket was being opened with the view before.
+  document.addEventListener("htmx:wsOpen", tellView);
 
   // Row forms say which view their row is shown in (the answer marks a row that left it).
   document.addEventListener("htmx:configRequest", function (evt) {
@@ -321,9 +330,13 @@
   };
 
   if (window.htmx) installExtension();
+  if (window.taskdeskLive) {
+    taskdeskLive.setParam("view", function () {
+      judgedView = view();
+      return judgedView;
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
-    sentView = view();
-    if (window.taskdeskLive) taskdeskLive.setParam("view", sentView);
     appliedFilters();
     render();
   });

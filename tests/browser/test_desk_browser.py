@@ -293,12 +293,15 @@ def test_the_live_list_ticks_sticks_its_header_names_its_filter_and_logs_no_erro
     page.clock.fast_forward(130_000)
     expect(newest).to_have_text(re.compile(r"^2 min ago$"))
 
-    # The header sticks under the top bar while the rows scroll.
+    # The header sticks under the list's bar (total, "N new", pause), itself under the top bar,
+    # while the rows scroll.
     page.mouse.wheel(0, 1500)
     page.wait_for_function("window.scrollY > 1000")
     header = page.locator("table.tasks thead th.col-title").bounding_box()
+    bar = page.locator("#task-table .list-bar").bounding_box()
     topbar = page.locator("header.topbar").bounding_box()
-    assert abs(header["y"] - (topbar["y"] + topbar["height"])) < 2, (header, topbar)
+    assert abs(bar["y"] - (topbar["y"] + topbar["height"])) < 2, (bar, topbar)
+    assert abs(header["y"] - (bar["y"] + bar["height"])) < 2, (header, bar)
     screenshot(page, "screenshot-sticky-header.png")
     page.evaluate("window.scrollTo(0, 0)")
 

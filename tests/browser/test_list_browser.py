@@ -134,6 +134,18 @@ def test_sorted_by_updated_a_changed_row_stays_put_until_show_puts_it_first(new_
     page.wait_for_function(f"document.querySelector('#task-rows tr.task-row').id === 'task-{oldest.pk}'")
     assert "sort=-updated" in page.url
 
+    # Another view, then back: the restored view is the one pushes are judged by again.
+    page.locator("th.col-title a.sort").click()
+    page.wait_for_url(re.compile(r"sort=title"))
+    change_from_another_process(tasks[2], priority=3)  # a title sort does not move it
+    wait_for_event(page, newest_event_id())
+    expect(page.locator("#list-news")).to_be_hidden()
+    page.go_back()
+    expect(page.locator("#task-table")).to_have_attribute("data-view", "sort=-updated")
+    wait_live(page)
+    change_from_another_process(tasks[3], priority=4)
+    expect(page.locator("#list-news")).to_have_text("1 new — show")
+
 
 # --- The default view: nothing moves under the pointer, the page keeps its size ---------------
 
