@@ -138,6 +138,8 @@
   var skew = serverMeta ? (Date.parse(serverMeta.content) - Date.now()) || 0 : 0;
 
   function relativeText(seconds, when) {
+    // A moment in the future is the clocks' disagreement (the page's load time), not news.
+    if (seconds < 0 && seconds > -60) seconds = 0;
     var future = seconds < 0;
     seconds = Math.abs(seconds);
     if (seconds < 45) return future ? "in a moment" : "just now";

@@ -249,7 +249,6 @@ def test_on_a_phone_the_filters_fold_the_chips_keep_their_labels_and_key_hints_h
         chip = page.locator(f"#status-counts-{acme.pk} .count[data-status=pending]")
         expect(chip).to_contain_text("Pending")
         assert chip.locator(".badge").evaluate("el => parseFloat(getComputedStyle(el).fontSize)") >= 11
-        screenshot(page, "screenshot-phone.png")
 
         toggle.tap()
         expect(page.locator("#task-filters")).to_be_visible()
