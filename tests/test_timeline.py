@@ -158,6 +158,7 @@ def test_a_json_result_and_a_decisions_amended_payload_are_diffed_per_key(signed
     decided = TaskEvent.objects.get(task=task, type=EventType.HITL_DECIDED)
     item = item_html(html, f"tl-e-{decided.pk}")
     assert "Approved" in item and "alice" in item
+    assert '<th scope="row">reason</th>' not in item  # no reason given: no empty row
     assert 'payload <span class="muted">· 1 key changed, 1 unchanged</span>' in item
     assert re.search(r"~</span> amount</th><td><del>345</del> .*?<ins>300</ins>", item)
     asked = item_html(html, f"tl-e-{TaskEvent.objects.get(task=task, type=EventType.HITL_REQUESTED).pk}")
@@ -276,3 +277,22 @@ def test_hostile_text_in_every_kind_of_item_is_shown_as_text(signed_in, task, sy
         pushed = render_event_html(event, page="detail", can_edit=True)
         assert "<script>alert(1)" not in pushed and "<img src=x" not in pushed, event.type
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pushed, event.type
+
+
+def test_a_long_value_folds_and_a_duration_reads_as_one(signed_in, task, system_actor):
+    services.task_update(task=task, actor=system_actor, status="executing", metadata={"notes": "x" * 400})
+    services.task_update(task=task, actor=system_actor, status="completed", duration=4000)
+    html = page_html(signed_in, task)
+    assert re.search(r'<details class="tl-long"><summary><ins>x{159}…</ins></summary><pre>x{400}</pre></details>', html)
+    assert "<ins>1 h 06 m</ins>" in html
+
+
+def test_a_waiting_question_leads_and_a_decided_one_sits_with_the_fields(signed_in, task, system_actor, alice):
+    services.task_update(task=task, actor=system_actor, status="executing")
+    hitl = services.hitl_request(task=task, actor=system_actor, question="Refund?")
+    html = signed_in.get(task_url(task)).content.decode()
+    assert html.index('id="panel-hitl"') < html.index('id="panel-timeline"') < html.index('id="panel-status"')
+    services.hitl_decide(hitl=hitl, actor=services.Actor.for_user(alice), approve=True)
+    html = signed_in.get(task_url(task)).content.decode()
+    assert html.count('id="panel-hitl"') == 1
+    assert html.index('id="panel-timeline"') < html.index('id="panel-status"') < html.index('id="panel-hitl"')

@@ -28,8 +28,8 @@ OBJECT_FIELDS = frozenset(
 )
 # Bookkeeping a status change implies: shown, but after the fields someone chose to change.
 IMPLIED_FIELDS = ("started_at", "paused_at", "finished_at", "duration", "is_manually_stopped", "execution_attempts")
-# Facts a HITL event carries beside the fields (services.hitl): shown in its headline or not at all.
-HITL_FACTS = frozenset({"hitl_id", "question", "decision"})
+# Facts an event carries that its headline shows (a HITL question, a decision) or nobody reads.
+UNLISTED_FACTS = frozenset({"hitl_id", "question", "decision", "activity_ids", "kinds"})
 DIFF_DEPTH = 3
 SHORT_VALUE = 160
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -55,6 +55,8 @@ class Value:
                 return cls(when=when)
         if name == "status" and value in lifecycle.STATUS_LABELS:
             return cls(status=value)
+        if name == "duration" and isinstance(value, (int, float)):
+            return cls(text=duration(value))
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
         if len(text) <= SHORT_VALUE:
             return cls(text=text)
@@ -162,7 +164,7 @@ def event_item(event: TaskEvent) -> EventItem:
     before, after = event.before or {}, event.after or {}
     names = [name for name in event.changes or [] if name in before or name in after]
     # Facts recorded beside the changed fields (a decision's reason, comment or answer).
-    names += [n for n in after if n not in names and n not in HITL_FACTS and n not in ("activity_ids", "kinds")]
+    names += [n for n, value in after.items() if n not in names and n not in UNLISTED_FACTS and value not in ("", None)]
     if event.type == EventType.CREATED:
         names = list(after)  # the fields the task was created with
     moved = "status" in names and event.type != EventType.CREATED
