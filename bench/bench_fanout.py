@@ -40,11 +40,15 @@ import _common
 
 # One channel-layer prefix for this process and its daphne, apart from anything else on the Redis DB.
 os.environ.setdefault("CHANNEL_PREFIX", f"benchfanout{os.getpid()}")
+# The sockets sign in with a session made here: it must be signed with the server's key
+# (tests.servers.production_env, DEBUG off).
+os.environ["SECRET_KEY"] = "test-production-secret-key-0123456789abcdef"
 _common.setup("bench_taskdesk_fanout")
 
 from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402
 
+PROFILE: str | None = None
 EVENT_ID_RE = re.compile(rb'data-event-id="(\d+)"')
 TIMEOUT_S = 10.0
 
@@ -59,8 +63,11 @@ def main() -> None:
         default=0,
         help="extra tasks bulk-loaded into the organization (each pushed list fragment counts them by status)",
     )
+    parser.add_argument("--profile", metavar="FILE", help="py-spy record daphne (raw) over the largest size's events")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
+    global PROFILE
+    PROFILE = args.profile
     _common.require_postgres("bench_fanout")
     if not settings.REDIS_URL:
         sys.exit("bench_fanout needs Redis (the changes cross processes): set REDIS_URL=redis://...")
@@ -85,17 +92,20 @@ def free_port() -> int:
 
 def start_daphne(render_log: Path, server_log: Path, *, bare: bool = False) -> tuple[subprocess.Popen, str]:
     """Taskdesk's daphne (renders counted), or with bare=True the bare Channels app."""
+    from tests.servers import collectstatic, production_env
+
     port = free_port()
     here = Path(__file__).resolve().parent
-    env = {
-        **os.environ,
-        "TASKDESK_USE_TEST_DATABASE": "1",
-        "TEST_DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
-        "BENCH_RENDER_LOG": str(render_log),
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join([str(here), str(settings.BASE_DIR)]),
-    }
+    # As in production: DEBUG off (no query logging, cached templates), static files collected.
+    static_root = server_log.parent / "static"
+    env = production_env(
+        BENCH_RENDER_LOG=str(render_log),
+        LOG_LEVEL="WARNING",
+        STATIC_ROOT=str(static_root),
+        PYTHONPATH=os.pathsep.join([str(here), str(settings.BASE_DIR)]),
+    )
+    if not bare and not static_root.exists():
+        collectstatic(static_root, env)
     if bare:
         command = [sys.executable, "-m", "daphne", "_bare_channels:application"]
     else:
@@ -308,6 +318,15 @@ class GroupSendTrigger:
         return None
 
 
+def _py_spy(pid: int) -> subprocess.Popen:
+    import shutil
+
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = subprocess.Popen([binary, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", PROFILE])
+    time.sleep(1.0)  # py-spy attaches
+    return spy
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -338,6 +357,7 @@ async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sockets.expect(event_id, n), TIMEOUT_S)
             latencies, missed, event_ids = [], 0, []
+            spy = _py_spy(pid) if PROFILE and n == sizes[-1] and trigger.path == "/ws/tasks/" else None
             cpu_before = cpu_seconds(pid)
             for _ in range(events):
                 counter += 1
@@ -351,6 +371,9 @@ async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
                 latencies.append(max(sockets.arrivals[event_id]) - began)
                 await asyncio.sleep(0.02)  # events one at a time: latency, not throughput
             cpu_per_event = (cpu_seconds(pid) - cpu_before) / events
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+                spy.wait(timeout=60)
             await asyncio.sleep(0.2)
             rows.append(
                 {

@@ -36,10 +36,12 @@ from django.http import Http404
 from . import selectors
 from .live.credentials import Identity
 from .live.hub import CLOSE_SIGNED_OUT, Registration, hub_for_running_loop
+from .live.wire import direct_writer
 
 logger = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404
+_UNSET = object()
 _DIGITS = re.compile(r"^[0-9]{1,18}$")
 
 
@@ -124,7 +126,14 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
 
     # --- what the hub calls ---------------------------------------------------------------
 
-    async def push(self, html: str) -> None:
+    async def push(self, html: str, frame: bytes | None = None) -> None:
+        """One fragment; `frame` is the same text already framed (live.wire), shared by many sockets."""
+        if frame is not None:
+            writer = self.__dict__.get("_direct_writer", _UNSET)
+            if writer is _UNSET:
+                writer = self.__dict__["_direct_writer"] = direct_writer(_frame_send(self))
+            if writer is not None and writer(frame):
+                return
         await _frame_send(self)({"type": "websocket.send", "text": html})
 
     async def end(self, code: int) -> None:

@@ -191,3 +191,45 @@ async def _receive_until(ws, last_id: int, timeout: float) -> list[int]:
             if not ids or event_id != ids[-1]:
                 ids.append(event_id)
     return ids
+
+
+def test_a_fragment_larger_than_64_kib_reaches_two_sockets_of_one_process_intact(cluster, setup, acme, alice):
+    """Two detail sockets on one process share one pre-built frame (live.wire); its 64-bit length
+    form and the partial sends a 100 KiB frame needs arrive whole, through nginx."""
+    _, servers = cluster
+    raw, tasks = setup
+    task = tasks[1]
+    cookie = production_cookie(alice)
+    server = servers[0]
+    ws_base = server.url.replace("http://", "ws://")
+    big = "é" * 45_000 + "<script>alert(1)</script>"  # 90 KB of UTF-8, and markup that must arrive escaped
+    start = TaskEvent.objects.filter(task=task).order_by("-id").values_list("id", flat=True).first()
+
+    async def run():
+        sockets = [
+            await connect(
+                f"{ws_base}/ws/tasks/acme/{task.public_id}/?after={start}",
+                origin=server.url,
+                additional_headers={"Cookie": cookie},
+                max_size=None,
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.5)
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {raw}"}) as client:
+            response = await client.patch(f"/api/v1/tasks/{task.public_id}", json={"result": big})
+            assert response.status_code == 200, response.text[:300]
+        texts = []
+        for ws in sockets:
+            text = ""
+            while "é" * 1000 not in text:
+                message = await asyncio.wait_for(ws.recv(), 20)
+                text = message if isinstance(message, str) else message.decode()
+            texts.append(text)
+            await ws.close()
+        return texts
+
+    texts = asyncio.run(run())
+    assert len(texts[0].encode()) > 65536
+    assert texts[0] == texts[1]
+    assert "<script>alert(1)</script>" not in texts[0] and "&lt;script&gt;" in texts[0]

@@ -47,7 +47,7 @@ from django.conf import settings
 
 from .. import selectors
 from ..models import TaskEvent
-from . import credentials
+from . import credentials, wire
 from .bell import bell_group
 from .cache import fragments
 
@@ -94,7 +94,7 @@ class Reader(Protocol):
     orgs: dict[int, bool]  # organization id -> may edit
     identity: credentials.Identity
 
-    async def push(self, html: str) -> None: ...
+    async def push(self, html: str, frame: bytes | None = None) -> None: ...
 
     async def end(self, code: int) -> None: ...
 
@@ -317,10 +317,11 @@ class Hub:
             except Exception:
                 logger.exception("Could not render event %s for the %s page", event.pk, page)
                 html = ""
+            frame = wire.text_frame(html) if html and len(regs) > 1 else None
             for reg in regs:
                 reg.positions[org] = event.pk
                 if html and not reg.closed:
-                    await self._push(reg, html)
+                    await self._push(reg, html, frame)
 
     async def _send(self, registration: Registration, org: int, event: TaskEvent) -> None:
         """One event to one socket (its replay)."""
@@ -334,9 +335,9 @@ class Hub:
         if html:
             await self._push(registration, html)
 
-    async def _push(self, registration: Registration, html: str) -> None:
+    async def _push(self, registration: Registration, html: str, frame: bytes | None = None) -> None:
         try:
-            await registration.reader.push(html)
+            await registration.reader.push(html, frame)
             self.stats["pushes"] += 1
         except Exception:
             # A socket that went away mid-send: it detaches itself on disconnect.
