@@ -69,8 +69,10 @@ def new_session(browser, daphne_server):
     """Opens a fresh browser context (its own cookies) signed in as `username`; returns its page."""
     contexts = []
 
-    def open_session(username: str, password: str = "taskdesk"):
-        context = browser.new_context(base_url=daphne_server, viewport={"width": 1280, "height": 900})
+    def open_session(username: str, password: str = "taskdesk", **context_options):
+        context = browser.new_context(
+            base_url=daphne_server, viewport={"width": 1280, "height": 900}, **context_options
+        )
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
