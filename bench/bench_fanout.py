@@ -159,6 +159,7 @@ class Sockets:
                 proxy=None,
                 open_timeout=30,
                 max_queue=None,
+                ping_interval=None,  # as a browser: daphne pings the client, the client never pings
             )
             self.connections.append(ws)
             self.readers.append(asyncio.create_task(self.read(ws)))

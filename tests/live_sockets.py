@@ -132,13 +132,14 @@ def count_log_checks(hub) -> list:
     can deliver what a bell should have.
     """
     checks: list[float] = []
-    real = hub.check_log
+    real = hub.check
 
-    async def counted() -> None:
-        checks.append(time.monotonic())
-        await real()
+    async def counted(*, log: bool = True, credentials: bool = True) -> None:
+        if log:
+            checks.append(time.monotonic())
+        await real(log=log, credentials=credentials)
 
-    hub.check_log = counted
+    hub.check = counted
     return checks
 
 

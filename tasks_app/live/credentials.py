@@ -1,13 +1,19 @@
-"""Re-checking who is on the other end of every open socket and stream, a few queries per sweep.
+"""Re-checking who is on the other end of every open socket and stream.
 
-A socket is authenticated once, at connect, by its session; a stream by its API token. Between
-sweeps (live.hub, every few seconds) that could go stale: the person logs out, the session
-expires, the password changes (Django then invalidates every other session), the user is
-deactivated, removed from an organization or given another role, or the token is revoked.
+A socket is authenticated once, at connect, by its session; a stream by its API token. That
+can go stale: the person logs out, the session expires, the password changes (Django then
+invalidates every other session), the user is deactivated, removed from an organization or
+given another role, or the token is revoked.
 
-`sweep(identities)` answers for all of them with a fixed number of queries (sessions, users,
-memberships, tokens) whatever the number of sockets, and returns a Verdict per identity:
-`ended` (close it) or the organizations it may still see with whether it may edit each.
+- `fingerprints(identities)`: per identity, a hash of everything that decides its access (its
+  session's existence and expiry, the user's password hash and flags, its memberships and
+  roles, its token's revocation, the organizations a superuser sees), computed by PostgreSQL in
+  one query. The hub (live.hub) asks every few seconds; while nothing changes that is all it
+  costs, however many sockets are open. It sees every change however it was made (the desk, the
+  admin, a QuerySet.update, raw SQL), because it reads the rows, not signals.
+- `sweep(identities)`: the verdict for identities whose fingerprint changed (or that are new),
+  with a fixed number of queries whatever their number: `ended` (close it) or the organizations
+  it may still see with whether it may edit each.
 """
 
 from dataclasses import dataclass, field
@@ -15,6 +21,7 @@ from importlib import import_module
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from ..models import EDIT_ROLES, ApiToken, Membership, Organization
@@ -104,3 +111,54 @@ def sweep(identities: list[Identity]) -> dict[tuple, Verdict]:
         )
         verdicts[key] = Verdict(ended=ended, roles=roles.get(identity.user_id, {}) if not ended else {})
     return verdicts
+
+
+def fingerprints(identities: list[Identity]) -> dict[tuple, str]:
+    """A hash per identity of what its access depends on; equal hashes need no sweep."""
+    unique = list({identity.key: identity for identity in identities}.values())
+    if not unique:
+        return {}
+    if connection.vendor != "postgresql" or not _database_sessions():
+        # Development databases (SQLite) and other session stores: the sweep itself is the check.
+        return {key: repr((v.ended, sorted(v.roles.items()))) for key, v in sweep(unique).items()}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _fingerprint_sql(),
+            [
+                [i.session_key for i in unique],
+                [i.user_id for i in unique],
+                [i.token_pk for i in unique],
+            ],
+        )
+        hashes = dict(cursor.fetchall())
+    return {identity.key: hashes.get(n, "") for n, identity in enumerate(unique, start=1)}
+
+
+def _database_sessions() -> bool:
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    get_model = getattr(store, "get_model_class", None)
+    return get_model is not None and get_model()._meta.db_table == "django_session"
+
+
+def _fingerprint_sql() -> str:
+    user = get_user_model()._meta
+    quote = connection.ops.quote_name
+    users, pk = quote(user.db_table), quote(user.pk.column)
+    memberships, tokens = quote(Membership._meta.db_table), quote(ApiToken._meta.db_table)
+    organizations = quote(Organization._meta.db_table)
+    # Everything sweep() reads, per identity; the organizations only matter to superusers.
+    return f"""
+        SELECT i.n, md5(concat_ws('|',
+            (SELECT s.expire_date::text FROM django_session s
+              WHERE s.session_key = i.session_key AND s.expire_date > now()),
+            (SELECT u.password || ':' || u.is_active::text || ':' || u.is_superuser::text
+               || CASE WHEN u.is_superuser
+                       THEN (SELECT ':' || count(*) || ':' || coalesce(max(o.id), 0) FROM {organizations} o)
+                       ELSE '' END
+               FROM {users} u WHERE u.{pk} = i.user_id),
+            (SELECT string_agg(m.organization_id || ':' || m.role, ',' ORDER BY m.organization_id, m.role)
+               FROM {memberships} m WHERE m.user_id = i.user_id),
+            (SELECT t.id::text FROM {tokens} t WHERE t.id = i.token_id AND t.revoked_at IS NULL)
+        ))
+        FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS i(session_key, user_id, token_id, n)
+    """  # noqa: S608 (names from the models)

@@ -25,10 +25,14 @@ event streams (`api/sse.py`) register with it instead of each joining channel-la
   shows "live updates delayed"), the idle check runs every DEGRADED_CHECK seconds so pages keep
   converging from the log, and the listener reconnects with backoff and re-joins its groups
   (a restarted Redis has forgotten them). Nothing here can block a write.
-- **Credentials.** Every CREDENTIALS_CHECK seconds the hub re-checks every reader at once
-  (`credentials.sweep`): ended or expired sessions, changed passwords, deactivated users and
-  revoked tokens close their sockets and streams; a removed membership takes that
-  organization away; a changed role re-renders what the socket gets from then on.
+- **Credentials.** Every CREDENTIALS_CHECK seconds the hub asks PostgreSQL for one fingerprint
+  per reader identity (`credentials.fingerprints`, in the same database call as the idle
+  check): its session, password, flags, memberships, roles and token. Only identities whose
+  fingerprint changed (or that are new) are swept (`credentials.sweep`): ended or expired
+  sessions, changed passwords, deactivated users and revoked tokens close their sockets and
+  streams; a removed membership takes that organization away; a changed role re-renders what
+  the socket gets from then on. An idle process with 1,000 open sockets makes one small
+  database call every couple of seconds and nothing else.
 """
 
 import asyncio
@@ -140,7 +144,10 @@ class Hub:
         self._background: list[asyncio.Task] = []
         self._started = False
         self._drains: dict[int, asyncio.Task] = {}
-        self.stats = {"drains": 0, "bells": 0, "idle_catchups": 0, "pushes": 0}
+        self.stats = {"drains": 0, "bells": 0, "idle_catchups": 0, "pushes": 0, "sweeps": 0, "log_checks": 0}
+        # Each reader identity's credentials fingerprint at the last check (live.credentials).
+        self.fingerprints: dict[tuple, str] = {}
+        self._pace_changed = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -410,6 +417,7 @@ class Hub:
         if healthy == self.healthy:
             return
         self.healthy = healthy
+        self._pace_changed.set()
         if healthy:
             logger.warning("Live updates: channel layer reachable again; bells are heard again")
         else:
@@ -436,29 +444,62 @@ class Hub:
     # --- periodic checks ------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        next_idle = next_credentials = time.monotonic()
+        next_log = next_credentials = time.monotonic()
         while True:
-            # Asleep until the next check is due (at most 1 s, so a health change shortens it soon).
-            await asyncio.sleep(min(max(0.05, min(next_idle, next_credentials) - time.monotonic()), 1.0))
+            # Asleep until the next check is due, or until the health changes (which changes the pace).
+            self._pace_changed.clear()
+            due = min(next_log, next_credentials)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pace_changed.wait(), max(0.05, due - time.monotonic()))
             now = time.monotonic()
+            if self._pace_changed.is_set():
+                next_log = min(next_log, now + self.log_interval())
+                continue
+            log, creds = now >= next_log, now >= next_credentials
+            if log:
+                next_log = now + self.log_interval()
+            if creds:
+                next_credentials = now + credentials_check_seconds()
             try:
-                if now >= next_idle:
-                    next_idle = now + (idle_check_seconds() if self.healthy else degraded_check_seconds())
-                    await self.check_log()
-                if now >= next_credentials:
-                    next_credentials = now + credentials_check_seconds()
-                    await self.check_credentials()
+                await self.check(log=log, credentials=creds)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("Live hub check failed; trying again shortly")
 
-    async def check_log(self) -> None:
-        """Drain (and wake the streams of) every organization whose log moved without a bell."""
-        orgs = sorted(self._organizations())
-        if not orgs:
+    def log_interval(self) -> float:
+        return idle_check_seconds() if self.healthy else degraded_check_seconds()
+
+    async def check(self, *, log: bool = True, credentials: bool = True) -> None:
+        """The periodic look, in one database call: the log's newest ids and every reader's
+        credentials fingerprint. While nothing changes, that is all an idle process does."""
+        orgs = sorted(self._organizations()) if log else []
+        registrations = [reg for regs in self.registrations.values() for reg in regs if not reg.closed]
+        listeners = [
+            listener
+            for ls in self.listeners.values()
+            for listener in ls
+            if not listener.ended and listener.identity is not None
+        ]
+        identities = [reg.reader.identity for reg in registrations] + [listener.identity for listener in listeners]
+        if not credentials:
+            identities = []
+        if log:
+            self.stats["log_checks"] += 1
+        if not orgs and not identities:
             return
-        heads = await db(selectors.newest_event_ids)(orgs)
+        heads, prints = await db(_live_state)(orgs, identities)
+        self._caught_up(heads)
+        if not credentials:
+            return
+        known = self.fingerprints
+        changed = [identity for identity in identities if known.get(identity.key) != prints.get(identity.key)]
+        self.fingerprints = prints
+        if changed:
+            self.stats["sweeps"] += 1
+            await self._sweep(changed, registrations, listeners)
+
+    def _caught_up(self, heads: dict[int, int]) -> None:
         for org, head in heads.items():
             if head > self.delivered.get(org, head) and self.registrations.get(org):
                 self.stats["idle_catchups"] += 1
@@ -469,17 +510,7 @@ class Hub:
                 for listener in self.listeners.get(org, ()):
                     listener.woken.set()
 
-    async def check_credentials(self) -> None:
-        registrations = {reg for regs in self.registrations.values() for reg in regs if not reg.closed}
-        listeners = [
-            listener
-            for ls in self.listeners.values()
-            for listener in ls
-            if not listener.ended and listener.identity is not None
-        ]
-        if not registrations and not listeners:
-            return
-        identities = [reg.reader.identity for reg in registrations] + [listener.identity for listener in listeners]
+    async def _sweep(self, identities, registrations, listeners) -> None:
         verdicts = await db(credentials.sweep)(identities)
         for reg in registrations:
             verdict = verdicts.get(reg.reader.identity.key)
@@ -525,6 +556,12 @@ class Hub:
 
             html = await db(render_to_string)("live/access_changed.html", {})
             await self._push(registration, html)
+
+
+def _live_state(orgs: list[int], identities: list[credentials.Identity]) -> tuple[dict[int, int], dict[tuple, str]]:
+    """The organizations' newest event ids and the identities' fingerprints (one worker-thread hop)."""
+    heads = selectors.newest_event_ids(orgs) if orgs else {}
+    return heads, credentials.fingerprints(identities)
 
 
 def _replay_page(org: int, after: int, task_pk: int | None) -> list[TaskEvent]:
