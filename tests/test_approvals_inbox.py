@@ -95,7 +95,7 @@ def test_filters_combine_and_stay_in_the_url_of_the_other_tab(client, alice, mix
     html = _get(client, INBOX, agent="support-bot", due="24h", sort="deadline")
     assert _ids(html) == [mixed["later"]]
     assert f'href="{DECIDED}?agent=support-bot"' in html  # the agent carries over, the deadline does not
-    assert f'href="{INBOX}">Clear filters' in html
+    assert f'href="{INBOX}">Reset' in html
 
 
 def test_the_organization_filter_for_people_in_several(client, alice, acme, globex, mixed):

@@ -86,6 +86,10 @@ def _render_tab(request, context: dict, partial: str):
     template = f"{INBOX}#{partial}" if request.htmx and not request.htmx.boosted else INBOX
     response = render(request, template, context)
     response["Vary"] = "HX-Request"
+    if request.htmx:
+        # The address bar gets the view's own URL: only the filters that narrow it, none empty.
+        query = context["filter_query"]
+        response["HX-Push-Url"] = request.path + (f"?{query}" if query else "")
     return response
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from django.conf import settings
@@ -86,6 +87,16 @@ def new_session(browser, daphne_server):
     yield open_session
     for context in contexts:
         context.close()
+
+
+def wait_for(predicate, timeout: float = 12.0) -> bool:
+    """Polls a database condition the page's action leads to (the server writes it, not the browser)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
 
 
 def wait_live(page, state: str = "open") -> None:

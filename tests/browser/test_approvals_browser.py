@@ -16,6 +16,7 @@ from django.test import Client  # noqa: E402
 
 from tasks_app import services  # noqa: E402
 from tasks_app.models import ActivityEntry, HitlRequest, Task  # noqa: E402
+from tests.browser.conftest import wait_for  # noqa: E402
 from tests.conftest import requires_postgres, requires_redis  # noqa: E402
 
 pytestmark = [pytest.mark.browser, requires_postgres, requires_redis]
@@ -41,15 +42,6 @@ def _paused(org, task_id, question="Refund the customer?"):
     return services.hitl_request(
         task=task_id, organization_id=org.pk, actor=actor, question=question, payload={"amount": 20}
     )
-
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_approving_in_one_session_drops_the_card_live_in_another(transactional_db, daphne_server, browser, acme, alice):
@@ -90,7 +82,7 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
     assert page.evaluate("document.activeElement.id") == f"hitl-{first.pk}"
     page.keyboard.press("a")  # counts down, then is sent
     page.wait_for_selector(f"#hitl-{first.pk}.hitl-card--decided", timeout=12_000)
-    assert _wait_for(lambda: HitlRequest.objects.get(pk=first.pk).decision == "approved")
+    assert wait_for(lambda: HitlRequest.objects.get(pk=first.pk).decision == "approved")
 
     # The decided card left the selection empty; j selects the card now in its place.
     page.keyboard.press("j")
@@ -103,7 +95,7 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
     page.locator(f"#hitl-{second.pk} [data-reason-input]").fill("not allowed")
     page.locator(f"#hitl-{second.pk} [data-reason-input]").press("Enter")
     page.wait_for_selector(f"#hitl-{second.pk}.hitl-card--decided", timeout=12_000)
-    assert _wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "rejected")
+    assert wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "rejected")
     assert Task.objects.get(organization=acme, public_id="kb-2").status_reason == "not allowed"
 
     # e opens the payload editor; typing j/k/a there is text, not a shortcut.
@@ -116,7 +108,7 @@ def test_keyboard_approve_and_reject(transactional_db, daphne_server, browser, a
     page.locator(f"#hitl-{third.pk} [data-amend-input]").fill('{"amount": 5}')
     page.keyboard.press("Control+Enter")
     page.wait_for_selector(f"#hitl-{third.pk}.hitl-card--decided", timeout=12_000)
-    assert _wait_for(lambda: HitlRequest.objects.get(pk=third.pk).amended_payload == {"amount": 5})
+    assert wait_for(lambda: HitlRequest.objects.get(pk=third.pk).amended_payload == {"amount": 5})
 
 
 def test_a_10000_entry_log_opens_and_scrolls(transactional_db, daphne_server, browser, acme, alice):

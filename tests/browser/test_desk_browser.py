@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tasks_app import services
 from tasks_app.models import HitlRequest, Task
-from tests.browser.conftest import change_from_another_process, wait_live
+from tests.browser.conftest import change_from_another_process, wait_for, wait_live
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,15 +34,6 @@ def _paused(org, task_id, question="Refund the customer 345 EUR?"):
     return services.hitl_request(
         task=task_id, organization_id=org.pk, actor=actor, question=question, payload={"amount": 345}
     )
-
-
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _pending(hitl) -> bool:
@@ -79,7 +70,6 @@ def test_keys_act_only_on_a_selected_request_and_undo_really_prevents_the_decisi
     page.keyboard.press("a")
     expect(page.locator(".undo-entry")).to_contain_text("Approving “Refund order r-1” in")
     expect(card).to_have_attribute("data-queued", "approve")
-    screenshot(page, "screenshot-approvals.png")
     page.locator(".undo-entry .undo-button").click()
     expect(page.locator(".undo-entry")).to_have_count(0)
     expect(page.locator("#toast")).to_contain_text("was not approved")
@@ -94,7 +84,7 @@ def test_keys_act_only_on_a_selected_request_and_undo_really_prevents_the_decisi
     page.keyboard.press("a")
     assert _pending(second)  # not yet: the countdown runs
     page.wait_for_selector(f"#hitl-{second.pk}.hitl-card--decided", timeout=12_000)
-    assert _wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "approved")
+    assert wait_for(lambda: HitlRequest.objects.get(pk=second.pk).decision == "approved")
 
     # The decided request left the selection empty: a does nothing to the neighbour.
     page.keyboard.press("a")
@@ -118,7 +108,7 @@ def test_a_decision_still_counting_down_is_sent_when_the_page_is_left(new_sessio
     page.keyboard.press("a")
     expect(page.locator(".undo-entry")).to_have_count(1)
     page.goto("/tasks/")  # leaves before the countdown ends
-    assert _wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved")
+    assert wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved")
 
 
 def test_the_task_pages_decision_panel_counts_down_with_an_undo_too(new_session, acme, alice):
@@ -137,7 +127,7 @@ def test_the_task_pages_decision_panel_counts_down_with_an_undo_too(new_session,
     assert _pending(hitl)
     page.locator("#panel-hitl [data-approve]").click()
     expect(page.locator(".undo-entry")).to_contain_text("Approving")
-    assert _wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved", timeout=12)
+    assert wait_for(lambda: HitlRequest.objects.get(pk=hitl.pk).decision == "approved", timeout=12)
 
 
 # --- Safety: stop, cancel, retry --------------------------------------------------------------
