@@ -2,7 +2,7 @@
 
 Pages are requested through Django's test Client (middleware, session, views, selectors and
 templates all count; the network and the browser do not). The organization first holds 10,000
-tasks (plus 20 pending HITL requests): every page is measured (median of --repeat requests,
+tasks (plus 20 pending HITL requests and 20 decided): every page is measured (median of --repeat requests,
 round-robin, after two warm-ups; the query count from one more request). Then it grows to
 --big tasks (older ones, bulk-loaded in SQL with their events, counters recounted, ANALYZE) and
 every page is measured again. Goal: each page within 1.5x its 10,000-task time (the admin
@@ -107,6 +107,8 @@ def pages(org, tasks, selectors, who: str) -> dict[str, tuple[str, dict | None, 
         "task list, search q=ticket #42": ("/tasks/?q=ticket+%2342+", None, who),
         "task detail": (f"/tasks/{org.slug}/{org.pk}-5/", None, who),
         "approvals inbox": ("/approvals/", None, who),
+        "approvals, soonest deadline first": ("/approvals/?sort=deadline", None, who),
+        "approvals, decided tab": ("/approvals/decided/", None, who),
     }
 
 
@@ -130,6 +132,11 @@ def populate(org, template, system, count: int, services) -> None:
         task, _ = services.task_create(organization=org, actor=system, id=f"hitl-{n}", title=f"Refund {n}")
         services.task_update(task=task, actor=system, status="executing")
         services.hitl_request(task=task, actor=system, question=f"Approve refund {n}?", options=["approve", "reject"])
+    for n in range(20):  # and decided ones, for the Decided tab
+        task, _ = services.task_create(organization=org, actor=system, id=f"decided-{n}", title=f"Refund {n}")
+        services.task_update(task=task, actor=system, status="executing")
+        hitl = services.hitl_request(task=task, actor=system, question=f"Which refund {n}?", options=["full", "half"])
+        services.hitl_decide(hitl=hitl, actor=system, decision="responded", option="half")
 
 
 def run(repeat: int, big: int, show_plans: bool) -> bool:

@@ -214,7 +214,8 @@ def test_invalid_json_amendment_is_refused_in_place_with_the_input_kept(client, 
 def test_an_unknown_action_is_refused(client, alice, hitl):
     client.force_login(alice)
     response = client.post(_decide_url(hitl), {"reason": "x"}, **HX)
-    assert response.status_code == 422 and "Choose a decision: approve, reject, answer or dismiss." in response.content.decode()
+    assert response.status_code == 422
+    assert "Choose a decision: approve, reject, answer or dismiss." in response.content.decode()
     assert _events(hitl) == []
 
 

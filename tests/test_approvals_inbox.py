@@ -122,6 +122,7 @@ def test_one_organization_offers_no_organization_filter(client, alice, mixed):
         ({"org": "globex"}, "You are in no organization by that name"),
         ({"due": "tomorrow"}, "Unknown deadline filter"),
         ({"sort": "priority"}, "Unknown order"),
+        ({"agent": "bot\x00"}, "No agent has that name"),
     ],
 )
 def test_an_unknown_filter_is_named_and_left_out(client, alice, mixed, params, message):
@@ -133,8 +134,9 @@ def test_an_unknown_filter_is_named_and_left_out(client, alice, mixed, params, m
 
 def test_the_filtered_list_as_an_htmx_fragment(client, alice, mixed):
     client.force_login(alice)
-    response = client.get(INBOX, {"agent": "billing-bot"}, **HX)
+    response = client.get(INBOX, {"agent": "billing-bot", "org": "", "due": "", "sort": "oldest"}, **HX)
     html = response.content.decode()
+    assert response["HX-Push-Url"] == f"{INBOX}?agent=billing-bot"  # only what narrows the view
     assert html.lstrip().startswith('<div id="inbox-results"') and "<html" not in html
     assert _ids(html) == [mixed["soon"]] and "HX-Request" in response["Vary"]
 
@@ -195,7 +197,7 @@ def test_the_decided_tab_says_who_decided_what_when(client, alice, acme, system_
     assert html.count('by <span class="hitl-decider">alice</span>') == 3
     assert "Answered" in html and "chosen option" in html and "c0" in html
     assert "Rejected" in html and "not now 2" in html
-    assert "Payload amended before approval" in html and "<code>101</code>" in html
+    assert "Payload amended before approval" in html and "<ins>101</ins>" in html
     assert "<code>to</code>" in html  # removed by the amendment, shown per key
     assert '<a class="inbox-tab" href="/approvals/decided/" aria-current="page">Decided</a>' in html
 

@@ -150,10 +150,10 @@ def test_the_task_page_shows_who_decided_what_and_the_amendment_per_key(client, 
     assert "Approved" in panel and "alice" in panel and "Refund the customer?" in panel and "ok" in panel
     assert "Payload amended before approval" in panel
     rows = panel[panel.index("<tbody>") : panel.index("</tbody>")]
-    changed = "<code>amount</code></th><td><code>20</code></td><td><code>15</code>"
+    changed = "<code>amount</code></th><td><del>20</del></td><td><ins>15</ins>"
     assert f'hitl-diff__changed"><th scope="row">{changed}' in rows
     assert 'hitl-diff__removed"><th scope="row"><code>currency</code>' in rows
-    added = '<code>note</code></th><td><span class="muted">—</span></td><td><code>partial</code>'
+    added = '<code>note</code></th><td><span class="muted">—</span></td><td><ins>partial</ins>'
     assert f'hitl-diff__added"><th scope="row">{added}' in rows
     assert "<code>to</code>" not in rows  # unchanged keys are left out
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods
 from .. import selectors, services
 from ..live.presenters import replay_context
 from ..models import Agent, Face, HitlDecision, Organization
-from ..services.validation import JsonRefused, parse_json
+from ..services.validation import JsonRefused, lookup_text_ok, parse_json
 from .tasks import no_organizations
 
 INBOX = "approvals/inbox.html"
@@ -28,6 +28,9 @@ def _filters(request, organizations) -> tuple[selectors.InboxFilters, list[str]]
     """The inbox's filters from its URL; a value it does not know is named and left out."""
     errors = []
     agent = request.GET.get("agent", "").strip()[:200]
+    if not lookup_text_ok(agent):
+        errors.append("No agent has that name; showing every agent.")
+        agent = ""
     organization_id = None
     if slug := request.GET.get("org", "").strip():
         found = [org for org in organizations if org.slug == slug]
