@@ -442,7 +442,7 @@ def _decode_cursor(sort: str, cursor: str, *, field: str | None = None):
         valid_value = False
     if valid_value and isinstance(value, int) and not -(2**63) < value < 2**63:
         valid_value = False
-    if valid_value and isinstance(value, str) and (len(value) > 1000 or "\x00" in value):
+    if valid_value and isinstance(value, str) and (len(value) > 1000 or text_problem(value)):
         valid_value = False
     if not (valid_pk and valid_value):
         raise BadCursor("Invalid page cursor.")

@@ -42,6 +42,10 @@ FORGED_CURSORS = [
     cursor("-created", 5, 1),
     cursor("-created", {"t": "2024-01-01T00:00:00+00:00"}, 2**70),
 ]
+# Cursors of the text sorts whose value PostgreSQL cannot compare (a lone surrogate, a NUL).
+TEXT_CURSORS = [
+    (sort, cursor(sort, value, 1)) for sort in ("title", "-title", "status") for value in ("\ud800", "a\x00")
+]
 
 
 @pytest.fixture
@@ -125,6 +129,7 @@ GET_URLS += [
     "/api/v1/tasks?updated_after=9999-12-31T23:59:59-01:00",
 ]
 GET_URLS += [f"/api/v1/tasks?{side}={c}" for c in FORGED_CURSORS for side in ("after", "before")]
+GET_URLS += [f"/api/v1/tasks?sort={sort}&{side}={c}" for sort, c in TEXT_CURSORS for side in ("after", "before")]
 
 
 @pytest.mark.parametrize("url", GET_URLS)
@@ -292,6 +297,7 @@ DASHBOARD_URLS = [
     "/tasks/?updated_before=0001-01-01T00:00:00%2B05:00",
     "/tasks/?updated_after=9999-12-31T23:59:59-05:00",
     *[f"/tasks/?after={c}" for c in FORGED_CURSORS],
+    *[f"/tasks/?sort={sort}&after={c}" for sort, c in TEXT_CURSORS],
     "/approvals/?x=%00",
     "/tasks/acme/t1/?x=%00",
 ]
