@@ -505,3 +505,32 @@ class TaskCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization_id}/{self.status}: {self.count}"
+
+
+class SavedView(models.Model):
+    """A named view of the task list (its filters, sort and shown columns), kept per person or
+    shared with an organization. Written through services.saved_views, read through selectors."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="saved_views")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=80)
+    # The list's canonical URL query of its filters and sort (selectors.TaskFilters.query).
+    query = models.CharField(max_length=2000, blank=True, default="")
+    # The columns shown, in table order (selectors.LIST_COLUMNS); empty: every column.
+    columns = models.JSONField(default=list, blank=True)
+    shared = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "owner", "name"], name="saved_view_unique_name"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "owner"], name="saved_view_owner"),
+            models.Index(fields=["organization"], condition=Q(shared=True), name="saved_view_shared"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -17,7 +17,18 @@ from django.http import Http404, QueryDict
 from django.utils import timezone
 
 from . import lifecycle, models
-from .models import ActivityEntry, ApiToken, HitlDecision, HitlRequest, Membership, Organization, Role, Task, TaskEvent
+from .models import (
+    ActivityEntry,
+    ApiToken,
+    HitlDecision,
+    HitlRequest,
+    Membership,
+    Organization,
+    Role,
+    SavedView,
+    Task,
+    TaskEvent,
+)
 from .services import counters
 from .services.errors import TaskNotFound
 from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok, text_problem
@@ -317,6 +328,80 @@ def task_filters_for_view(view: str) -> TaskFilters:
 
 
 VIEW_MAX = 2_000
+
+
+# --- The list's columns and saved views ----------------------------------------------------
+
+# Table columns: (key, label, sort name or None), in the table's order. The title (the task's
+# link) is always shown; the columns chooser hides the others (`cols=` in the list's URL).
+LIST_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("id", "Task", "created"),
+    ("title", "Title", "title"),
+    ("agent", "Agent", None),
+    ("status", "Status", "status"),
+    ("priority", "Priority", "priority"),
+    ("source", "Source", None),
+    ("updated", "Updated", "updated"),
+    ("duration", "Duration", "duration"),
+    ("tokens", "Tokens", None),
+)
+COLUMN_KEYS: tuple[str, ...] = tuple(key for key, _, _ in LIST_COLUMNS)
+ALWAYS_SHOWN = frozenset({"title"})
+
+
+def parse_columns(params) -> tuple[str, ...]:
+    """The columns a list URL shows, in table order: `cols=a,b`, or repeated `col` (the chooser
+    without JavaScript); every column when neither names a known one."""
+    named = [part for value in params.getlist("cols") for part in value.split(",")] + params.getlist("col")
+    wanted = {part.strip() for part in named} & set(COLUMN_KEYS)
+    if not wanted:
+        return COLUMN_KEYS
+    return tuple(key for key in COLUMN_KEYS if key in wanted or key in ALWAYS_SHOWN)
+
+
+def columns_query(columns: tuple[str, ...] | list[str]) -> str:
+    """`cols=a,b` for the shown columns ("" when every column is shown)."""
+    shown = tuple(key for key in COLUMN_KEYS if key in columns or key in ALWAYS_SHOWN)
+    return "" if shown == COLUMN_KEYS else urlencode({"cols": ",".join(shown)}, safe=",")
+
+
+def list_query(filters: "TaskFilters", columns: tuple[str, ...] | list[str]) -> str:
+    """The list's canonical URL query: its filters and sort, then its columns."""
+    return "&".join(part for part in (filters.query, columns_query(columns)) if part)
+
+
+def saved_views_for(user) -> list[SavedView]:
+    """The saved views a person may open: their own and those shared with their organizations.
+
+    Scoped to the organizations they are a member of now: a view of an organization they left
+    is neither listed nor opened, theirs or not.
+    """
+    org_ids = organization_ids_for(user)
+    if not org_ids or not getattr(user, "is_authenticated", False):
+        return []
+    return list(
+        SavedView.objects.filter(organization_id__in=org_ids)
+        .filter(Q(owner=user) | Q(shared=True))
+        .select_related("organization", "owner")
+        .order_by("name", "pk")
+    )
+
+
+def get_saved_view_for_user(user, view_id: int) -> SavedView:
+    """A saved view the person may open; 404 otherwise (another organization's view reads as missing)."""
+    for view in saved_views_for(user):
+        if view.pk == view_id:
+            return view
+    raise Http404("No such view.")
+
+
+def get_saved_view_for_owner(user, view_id: int) -> SavedView:
+    """A saved view the person owns (renaming, sharing, deleting); 404 otherwise, also for a view
+    shared with them: they may open it, not change it."""
+    view = get_saved_view_for_user(user, view_id)
+    if view.owner_id != user.pk:
+        raise Http404("No such view of yours.")
+    return view
 
 
 class BadCursor(ValueError):

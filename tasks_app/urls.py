@@ -2,13 +2,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import activity, tasks
+from .views import activity, saved_views, tasks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="task_list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tasks/", tasks.task_list, name="task_list"),
+    # Saved views of the list: a view's own URL opens it; the owner renames, shares or deletes it.
+    path("views/", saved_views.saved_view_create, name="saved_view_create"),
+    path("views/<int:view_id>/", saved_views.saved_view_open, name="saved_view_open"),
+    path("views/<int:view_id>/<slug:action>/", saved_views.saved_view_change, name="saved_view_change"),
     # A task's pages live under its organization: ids are unique within an organization only.
     path("tasks/<slug:org>/<str:task_id>/", tasks.task_detail, name="task_detail"),
     path("tasks/<slug:org>/<str:task_id>/status/", tasks.task_set_status, name="task_set_status"),

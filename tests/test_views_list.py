@@ -94,8 +94,9 @@ def test_query_count_is_bounded(signed_in, acme, agent, system_actor, rows):
     with CaptureQueriesContext(connection) as ctx:
         response = signed_in.get(URL)
     assert response.status_code == 200
-    # session, user, memberships, last event id, total, page of rows, organizations, counts, agents
-    assert len(ctx.captured_queries) <= 10, [q["sql"] for q in ctx.captured_queries]
+    # session, user, memberships, last event id, total, page of rows, organizations, counts, agents,
+    # saved views
+    assert len(ctx.captured_queries) <= 11, [q["sql"] for q in ctx.captured_queries]
     with CaptureQueriesContext(connection) as ctx_fragment:
         signed_in.get(URL + "?status=executing&hitl=yes", HTTP_HX_REQUEST="true")
     assert len(ctx_fragment.captured_queries) <= 7

@@ -5,8 +5,9 @@ check the expected version, check the lifecycle, validate and apply the patch, b
 update the status counts, write one `TaskEvent` (the audit row, the outbox and the replay log,
 with the task's snapshot), and ring the live bell after commit.
 
-Modules: `kernel` (the skeleton), `tasks`, `activity`, `hitl`, `tokens`, `workers`; `validation` (what may
-be stored), `errors` (refusals), `actors`, `snapshots`, `counters`.
+Modules: `kernel` (the skeleton), `tasks`, `activity`, `hitl`, `tokens`, `workers`, `retention`;
+`validation` (what may be stored), `errors` (refusals), `actors`, `snapshots`, `counters`; and
+`saved_views` (the list's saved views, which are not tasks).
 """
 
 from .activity import append_activity
@@ -28,6 +29,13 @@ from .errors import (
 )
 from .hitl import hitl_decide, hitl_expire_due, hitl_request, may_decide_hitl
 from .kernel import last_event
+from .saved_views import (
+    may_share_views,
+    saved_view_create,
+    saved_view_delete,
+    saved_view_rename,
+    saved_view_share,
+)
 from .tasks import (
     STOP_STATUSES,
     report_metrics,
@@ -83,6 +91,11 @@ __all__ = [
     "hitl_request",
     "hitl_decide",
     "hitl_expire_due",
+    "may_share_views",
+    "saved_view_create",
+    "saved_view_rename",
+    "saved_view_share",
+    "saved_view_delete",
     "api_token_create",
     "api_token_revoke",
     "api_token_authenticate",

@@ -27,22 +27,11 @@ from ..live.presenters import (
     status_count_groups,
     timeline_context,
 )
+from .saved_views import saved_views_context
 
 LIST_TEMPLATE = "tasks/task_list.html"
 DETAIL_TEMPLATE = "tasks/task_detail.html"
 
-# Table columns: (key, label, sort name or None). The order is the table's.
-COLUMNS = [
-    ("id", "Task", "created"),
-    ("title", "Title", "title"),
-    ("agent", "Agent", None),
-    ("status", "Status", "status"),
-    ("priority", "Priority", "priority"),
-    ("source", "Source", None),
-    ("updated", "Updated", "updated"),
-    ("duration", "Duration", "duration"),
-    ("tokens", "Tokens", None),
-]
 # Columns whose natural first click is largest/newest first.
 DESCENDING_FIRST = {"created", "updated", "priority", "duration"}
 
@@ -63,7 +52,7 @@ def _sort_headers(sort: str) -> list[dict]:
     current = sort.lstrip("-")
     descending = sort.startswith("-")
     headers = []
-    for key, label, sort_name in COLUMNS:
+    for key, label, sort_name in selectors.LIST_COLUMNS:
         header = {"key": key, "label": label, "sort": sort_name, "state": "none", "next": None}
         if sort_name:
             if sort_name == current:
@@ -85,6 +74,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
     # Read before the rows: an event committed in between is replayed by the socket, not lost.
     replay = replay_context(org_ids)
     filters, errors = selectors.parse_task_filters(request.GET)
+    columns = selectors.parse_columns(request.GET)
     qs = selectors.filter_tasks(selectors.tasks_for_user(request.user), filters)
     total = selectors.count_tasks(org_ids, filters, qs)
     qs = qs.select_related("agent", "organization", "assigned_worker").annotate(
@@ -105,6 +95,10 @@ def task_list(request: HttpRequest) -> HttpResponse:
         "page_size": selectors.PAGE_SIZE,
         "total": total,
         "view": filters.query,
+        "columns": columns,
+        "hidden_columns": [key for key in selectors.COLUMN_KEYS if key not in columns],
+        "list_columns": selectors.LIST_COLUMNS,
+        "list_query": selectors.list_query(filters, columns),
         "row_sort": filters.sort,
         "headers": _sort_headers(filters.sort),
         "by_time": filters.sort.lstrip("-") in ("created", "updated"),
@@ -118,6 +112,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
     else:
         organizations = list(Organization.objects.filter(pk__in=org_ids).order_by("name"))
         context["count_groups"] = status_count_groups(organizations)
+        context.update(saved_views_context(request, context["list_query"], organizations=organizations))
         context["agents"] = list(
             Agent.objects.filter(organization_id__in=org_ids).order_by("name").values_list("name", flat=True)
         )
