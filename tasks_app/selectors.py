@@ -119,6 +119,17 @@ def get_task_for_token(token: ApiToken, task_id: Any, *, include_deleted: bool =
     return task
 
 
+def get_task_by_name_for_token(token: ApiToken, name: Any, *, include_deleted: bool = False) -> Task:
+    """The token's organization's task by its (Agentex) name; TaskNotFound otherwise, as by id."""
+    if not lookup_text_ok(name):
+        raise TaskNotFound(f"Task not found: {name}")
+    qs = Task.objects.filter(organization_id=token.organization_id) if include_deleted else tasks_for_token(token)
+    task = qs.select_related("agent").filter(name=name).first()
+    if task is None:
+        raise TaskNotFound(f"Task not found: {name}")
+    return task
+
+
 def task_events(task: Task, *, limit: int | None = None) -> QuerySet[TaskEvent]:
     qs = TaskEvent.objects.filter(task=task).order_by("-id")
     return qs[:limit] if limit else qs

@@ -205,3 +205,18 @@ def test_any_other_filter_counts_the_rows_up_to_the_cap(acme, system_actor, monk
         total = selectors.count_tasks([acme.pk], filters, selectors.filter_tasks(qs, filters))
     assert total == selectors.TaskTotal(3, exact=False)
     assert "LIMIT 4" in captured.captured_queries[0]["sql"]  # stops at the cap, however many there are
+
+
+def test_a_tokens_lookup_by_name_stays_in_its_organization(acme, globex, system_actor):
+    """Agentex's by-name routes use the same scoped lookup as ids: another organization's name reads as missing."""
+    token, _ = services.api_token_create(organization=acme, name="agentex")
+    ours, _ = services.task_create(organization=acme, actor=system_actor, name="weekly report")
+    services.task_create(organization=globex, actor=system_actor, name="their report")
+    assert selectors.get_task_by_name_for_token(token, "weekly report") == ours
+    for name in ("their report", "nobody's", "a\x00b", "\ud800", None):
+        with pytest.raises(services.TaskNotFound):
+            selectors.get_task_by_name_for_token(token, name)
+    services.task_delete(task=ours, actor=system_actor)
+    with pytest.raises(services.TaskNotFound):
+        selectors.get_task_by_name_for_token(token, "weekly report")
+    assert selectors.get_task_by_name_for_token(token, "weekly report", include_deleted=True) == ours

@@ -163,15 +163,7 @@ def _fresh(task: Task) -> Task:
 
 
 def _by_name(token: ApiToken, name: str, *, include_deleted: bool = False) -> Task:
-    if not lookup_text_ok(name):
-        raise TaskNotFound(f"Task not found: {name}")
-    qs = Task.objects.filter(organization_id=token.organization_id, name=name)
-    if not include_deleted:
-        qs = qs.filter(deleted_at__isnull=True)
-    task = qs.select_related("agent").first()
-    if task is None:
-        raise TaskNotFound(f"Task not found: {name}")
-    return task
+    return selectors.get_task_by_name_for_token(token, name, include_deleted=include_deleted)
 
 
 def _resolve(token: ApiToken, task_id: str | None, task_name: str | None, **kw) -> Task:
@@ -385,7 +377,10 @@ def _rpc_create(token: ApiToken, agent: Agent | str, params: dict[str, Any]) -> 
     actor = _actor(token)
     for _attempt in range(2):
         if name is not None and lookup_text_ok(name):  # an unstorable name is refused by task_create
-            existing = Task.objects.filter(organization_id=token.organization_id, name=name).first()
+            try:
+                existing = _by_name(token, name, include_deleted=True)
+            except TaskNotFound:
+                existing = None
             if existing is not None:
                 if existing.deleted_at is not None:
                     raise FaceError(409, f"Task name {name!r} belongs to a deleted task.")
