@@ -215,6 +215,18 @@ def test_pause_holds_every_change_and_resume_applies_them(new_session, console_e
     expect(page.locator("#list-news")).to_be_hidden()
     expect(page.locator("#list-total")).to_have_text("5 tasks")
 
+    # Paused again, "show" puts the held rows in and the list stays paused (no page load).
+    pause.click()
+    services.task_create(organization=acme, actor=AGENT, id="p-two", title="Second while paused")
+    expect(page.locator("#list-news")).to_have_text("1 new — show")
+    url = page.url
+    page.locator("#list-news").click()
+    second = Task.objects.get(public_id="p-two")
+    page.wait_for_function(f"document.querySelector('#task-rows tr.task-row').id === 'task-{second.pk}'")
+    expect(pause).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#list-news")).to_be_hidden()
+    assert page.url == url
+
 
 # --- The phone --------------------------------------------------------------------------------
 
