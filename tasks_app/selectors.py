@@ -130,11 +130,6 @@ def get_task_by_name_for_token(token: ApiToken, name: Any, *, include_deleted: b
     return task
 
 
-def task_events(task: Task, *, limit: int | None = None) -> QuerySet[TaskEvent]:
-    qs = TaskEvent.objects.filter(task=task).order_by("-id")
-    return qs[:limit] if limit else qs
-
-
 def events_after(organization_ids: list[int], after_id: int, *, task_pk: int | None = None, limit: int = 500):
     """Events the caller may see with id > after_id, oldest first (the replay log)."""
     qs = TaskEvent.objects.filter(organization_id__in=organization_ids, id__gt=after_id)

@@ -183,42 +183,10 @@ def pretty_json(value: Any) -> str:
 
 
 @register.filter
-def short_json(value: Any, limit: int = 300) -> str:
-    """One-line JSON (or the text itself), cut at `limit` characters, for history rows."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    limit = int(limit)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@register.filter
 def lookup(mapping: Any, key: Any) -> Any:
     if isinstance(mapping, dict):
         return mapping.get(key)
     return None
-
-
-@register.simple_tag
-def event_changes(event) -> list[dict]:
-    """Field rows of a history entry: name, before, after (before missing on creation)."""
-    before = event.before or {}
-    after = event.after or {}
-    names = list(event.changes or [])
-    # Extra facts a service records beside the changed fields (e.g. the HITL question).
-    names += [name for name in after if name not in names and name not in ("activity_ids", "kinds")]
-    rows = []
-    for name in names:
-        if name not in before and name not in after:
-            continue  # set at creation; the event keeps a snapshot of the main fields only
-        rows.append(
-            {
-                "field": name,
-                "has_before": name in before,
-                "before": before.get(name),
-                "has_after": name in after,
-                "after": after.get(name),
-            }
-        )
-    return rows
 
 
 @register.simple_tag(takes_context=True)
