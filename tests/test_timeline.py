@@ -283,7 +283,7 @@ def test_a_long_value_folds_and_a_duration_reads_as_one(signed_in, task, system_
     services.task_update(task=task, actor=system_actor, status="executing", metadata={"notes": "x" * 400})
     services.task_update(task=task, actor=system_actor, status="completed", duration=4000)
     html = page_html(signed_in, task)
-    assert re.search(r'<details class="tl-long"><summary><ins>x{159}…</ins></summary><pre>x{400}</pre></details>', html)
+    assert re.search(r'<ins><details class="tl-long"><summary>x{159}…</summary><pre>x{400}</pre></details></ins>', html)
     assert "<ins>1 h 06 m</ins>" in html
 
 
