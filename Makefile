@@ -35,20 +35,25 @@ migrate: $(VENV)/.runtime
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 
+# A server listening on every interface (HOST=0.0.0.0) is reached on this machine through 127.0.0.1:
+# the address printed and the simulator's (0.0.0.0 is no host name Django allows).
+URL := http://$(if $(filter 0.0.0.0 :: [::],$(HOST)),127.0.0.1,$(HOST)):$(PORT)
+
 # daphne and the agent simulator side by side; the simulator drives the server through its agent
 # APIs (xpander, Agentex, JSON-RPC, native REST), so changes reach open browsers even with the
 # embedded in-memory channel layer. Ctrl-C (or either process ending) stops both; the simulator
 # revokes the API tokens it created. HOST=0.0.0.0 PORT=9000 make run listens elsewhere.
 run: seed
 	@echo ""
-	@echo "  Taskdesk listens on http://$(HOST):$(PORT)/   (admin: http://$(HOST):$(PORT)/admin/)"
+	@echo "  Taskdesk listens on $(URL)/   (admin: $(URL)/admin/)"
+	@$(if $(filter 0.0.0.0 :: [::],$(HOST)),echo "  On every interface: other machines open it by a name in ALLOWED_HOSTS (ALLOWED_HOSTS=desk.lan,127.0.0.1).")
 	@echo "  Logins (password 'taskdesk'): alice (operator, acme), bob (viewer, acme),"
 	@echo "                                charlie (operator, globex), admin (superuser)"
 	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s. Ctrl-C stops both."
 	@echo ""
 	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait 2>/dev/null; echo ""; echo "  Taskdesk stopped."; exit 0' INT TERM EXIT; \
 	$(BIN)/daphne -v 0 -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
-	$(BIN)/python manage.py simulate_agents --url http://$(HOST):$(PORT) --rate $(SIM_RATE) & simulator=$$!; \
+	$(BIN)/python manage.py simulate_agents --url $(URL) --rate $(SIM_RATE) & simulator=$$!; \
 	wait $$server
 
 # PostgreSQL and Redis at their default local addresses are used when they answer

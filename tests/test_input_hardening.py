@@ -437,3 +437,28 @@ async def test_under_asgi_a_database_outage_is_still_a_503(acme, monkeypatch):
     monkeypatch.setattr(selectors, "get_task_for_token", lambda *a, **k: 1 / 0)
     response = await client.get("/xpander/agent-execution/t1/status", headers={"x-api-key": raw})
     assert response.status_code == 500 and response.json()["code"] == "server_error"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status", "body"),
+    [
+        ("get", "/rpc", 405, {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request",
+                                                         "data": {"reason": "Send JSON-RPC requests with POST."}},
+                              "id": None}),
+        ("delete", "/api/v1/tasks", 405, {"detail": "Method Not Allowed"}),
+        ("put", "/api/v1/tasks/t1", 405, {"detail": "Method Not Allowed"}),
+        ("get", "/api/v1/no-such-route", 404, {"detail": "Not Found"}),
+        ("get", "/xpander/no/such/route", 404, {"detail": "Not Found"}),
+        ("get", "/agentex/no-such-route", 404, {"message": "Not Found", "code": 404, "data": None}),
+    ],
+)  # fmt: skip
+def test_no_route_or_a_wrong_method_on_an_agent_path_answers_the_faces_json(client, auth, method, url, status, body):
+    response = getattr(client, method)(url, **auth)
+    assert (response.status_code, response["Content-Type"], response.json()) == (status, "application/json", body)
+    if status == 405:
+        assert response["Allow"]
+
+
+def test_a_missing_desk_page_stays_a_page(client):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")

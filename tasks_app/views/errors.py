@@ -29,6 +29,27 @@ def is_api_path(path: str) -> bool:
     return path == JSONRPC_PATH or path.startswith(API_PREFIXES)
 
 
+REFUSALS = {404: "Not Found", 405: "Method Not Allowed"}
+
+
+def api_refusal(path: str, refused: HttpResponse) -> HttpResponse:
+    """A 404 or 405 that Django or ninja answered as HTML (no such route, wrong method), on an
+    agent-facing path, in that face's own JSON shape; the status and Allow header are kept."""
+    message = REFUSALS[refused.status_code]
+    if path == JSONRPC_PATH:
+        reason = "Send JSON-RPC requests with POST." if refused.status_code == 405 else message
+        error = {"code": -32600, "message": "Invalid Request", "data": {"reason": reason}}
+        body: dict = {"jsonrpc": "2.0", "error": error, "id": None}
+    elif path.startswith("/agentex/"):
+        body = {"message": message, "code": refused.status_code, "data": None}  # upstream's error body
+    else:
+        body = {"detail": message}
+    response = JsonResponse(body, status=refused.status_code)
+    if refused.has_header("Allow"):
+        response["Allow"] = refused["Allow"]
+    return response
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: the exception being handled decides between 503 and 500."""
     unavailable = database_unavailable(sys.exc_info()[1])
