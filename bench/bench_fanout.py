@@ -49,6 +49,8 @@ from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402
 
 PROFILE: str | None = None
+PROFILE_IDLE: str | None = None
+IDLE_SECONDS = 10.0
 EVENT_ID_RE = re.compile(rb'data-event-id="(\d+)"')
 TIMEOUT_S = 10.0
 
@@ -63,11 +65,15 @@ def main() -> None:
         default=0,
         help="extra tasks bulk-loaded into the organization (each pushed list fragment counts them by status)",
     )
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="how long the idle CPU is measured")
     parser.add_argument("--profile", metavar="FILE", help="py-spy record daphne (raw) over the largest size's events")
+    parser.add_argument("--profile-idle", metavar="FILE", help="py-spy record daphne (raw) while its sockets are idle")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
-    global PROFILE
-    PROFILE = args.profile
+    global PROFILE, PROFILE_IDLE
+    PROFILE, PROFILE_IDLE = args.profile, args.profile_idle
+    global IDLE_SECONDS
+    IDLE_SECONDS = args.idle_seconds
     _common.require_postgres("bench_fanout")
     if not settings.REDIS_URL:
         sys.exit("bench_fanout needs Redis (the changes cross processes): set REDIS_URL=redis://...")
@@ -319,11 +325,11 @@ class GroupSendTrigger:
         return None
 
 
-def _py_spy(pid: int) -> subprocess.Popen:
+def _py_spy(pid: int, out: str) -> subprocess.Popen:
     import shutil
 
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    spy = subprocess.Popen([binary, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", PROFILE])
+    spy = subprocess.Popen([binary, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", out])
     time.sleep(1.0)  # py-spy attaches
     return spy
 
@@ -349,16 +355,24 @@ async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
             await asyncio.sleep(1.0)  # let the connects settle
             if n == sizes[-1]:
                 # Idle: what N open sockets cost while nothing happens.
+                spy = _py_spy(pid, PROFILE_IDLE) if PROFILE_IDLE and trigger.path == "/ws/tasks/" else None
                 cpu0 = cpu_seconds(pid)
-                await asyncio.sleep(10.0)
-                idle = {"n": n, "cpu_pct": (cpu_seconds(pid) - cpu0) / 10.0 * 100, "rss_kib": rss_kib(pid) - rss_empty}
+                await asyncio.sleep(IDLE_SECONDS)
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(timeout=60)
+                idle = {
+                    "n": n,
+                    "cpu_pct": (cpu_seconds(pid) - cpu0) / IDLE_SECONDS * 100,
+                    "rss_kib": rss_kib(pid) - rss_empty,
+                }
             for _ in range(2):  # warm-up, untimed: first renders, token cache, connections
                 counter += 1
                 event_id, _began = await trigger.fire(counter)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sockets.expect(event_id, n), TIMEOUT_S)
             latencies, missed, event_ids = [], 0, []
-            spy = _py_spy(pid) if PROFILE and n == sizes[-1] and trigger.path == "/ws/tasks/" else None
+            spy = _py_spy(pid, PROFILE) if PROFILE and n == sizes[-1] and trigger.path == "/ws/tasks/" else None
             cpu_before = cpu_seconds(pid)
             for _ in range(events):
                 counter += 1

@@ -237,7 +237,7 @@ else:
 # (logout, expiry, password change, membership, revoked token) every LIVE_CREDENTIALS_CHECK_SECONDS.
 LIVE_IDLE_CHECK_SECONDS = envfloat("LIVE_IDLE_CHECK_SECONDS", 2.0, minimum=0.1)
 LIVE_DEGRADED_CHECK_SECONDS = envfloat("LIVE_DEGRADED_CHECK_SECONDS", 1.0, minimum=0.1)
-LIVE_CREDENTIALS_CHECK_SECONDS = envfloat("LIVE_CREDENTIALS_CHECK_SECONDS", 3.0, minimum=0.1)
+LIVE_CREDENTIALS_CHECK_SECONDS = envfloat("LIVE_CREDENTIALS_CHECK_SECONDS", 2.0, minimum=0.1)
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

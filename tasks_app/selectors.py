@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, QueryDict
 from django.utils import timezone
@@ -154,7 +155,20 @@ def replay_positions(organization_ids: list[int]) -> dict[int, int]:
 
 
 def newest_event_ids(organization_ids: list[int]) -> dict[int, int]:
-    """The newest event id of each organization in one query (an indexed lookup per organization)."""
+    """The newest event id of each organization in one query (an indexed lookup per organization).
+
+    Every live process asks this every couple of seconds while idle (live.hub), so on PostgreSQL
+    it is plain SQL: the ORM's compilation of the subquery cost ten times its execution.
+    """
+    if connection.vendor == "postgresql":
+        events = connection.ops.quote_name(TaskEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT o.id, (SELECT e.id FROM {events} e WHERE e.organization_id = o.id"  # noqa: S608
+                " ORDER BY e.id DESC LIMIT 1) FROM unnest(%s::bigint[]) AS o(id)",
+                [list(organization_ids)],
+            )
+            return {org_id: newest or 0 for org_id, newest in cursor.fetchall()}
     newest = TaskEvent.objects.filter(organization_id=OuterRef("pk")).order_by("-id").values("id")[:1]
     rows = Organization.objects.filter(pk__in=organization_ids).annotate(newest=Subquery(newest))
     return {org_id: newest or 0 for org_id, newest in rows.values_list("pk", "newest")}

@@ -17,6 +17,7 @@ given another role, or the token is revoked.
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import import_module
 
 from django.conf import settings
@@ -36,7 +37,7 @@ class Identity:
     session_hash: str | None = None  # the session's auth hash at connect (password-bound)
     token_pk: int | None = None
 
-    @property
+    @cached_property
     def key(self) -> tuple:
         return (self.user_id, self.session_key, self.session_hash, self.token_pk)
 

@@ -75,7 +75,7 @@ def degraded_check_seconds() -> float:
 
 
 def credentials_check_seconds() -> float:
-    return _setting("LIVE_CREDENTIALS_CHECK_SECONDS", 3.0)
+    return _setting("LIVE_CREDENTIALS_CHECK_SECONDS", 2.0)
 
 
 # Close codes the page understands (static/js/live.js).
