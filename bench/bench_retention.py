@@ -79,7 +79,10 @@ def clone_finished(organization_id: int, target: int) -> int:
         Task, {"id": "x.id + %(k)s * %(span)s", "public_id": "x.public_id || '-c' || %(k)s", "parent_id": "NULL"}
     )
     event_cols, event_select = columns(TaskEvent, {"task_id": "x.task_id + %(k)s * %(span)s"})
-    activity_cols, activity_select = columns(ActivityEntry, {"task_id": "x.task_id + %(k)s * %(span)s"})
+    # A copied result does not point at the original's call (a call has one result): copies stand unpaired.
+    activity_cols, activity_select = columns(
+        ActivityEntry, {"task_id": "x.task_id + %(k)s * %(span)s", "call_id": "NULL"}
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT max(id) FROM tasks_app_task")
         (span,) = cursor.fetchone()
