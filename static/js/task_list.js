@@ -154,7 +154,9 @@
   function furtherFrom(cursor) {
     var current = document.getElementById("pager-further");
     if (!current || !cursor) return;
-    var href = "?" + (view() ? view() + "&" : "") + "after=" + encodeURIComponent(cursor);
+    // The list's whole query (its view and its shown columns), continued after the last row.
+    var base = table().dataset.listQuery || view();
+    var href = "?" + (base ? base + "&" : "") + "after=" + encodeURIComponent(cursor);
     var link = current;
     if (current.tagName !== "A") {
       link = document.createElement("a");
@@ -299,7 +301,10 @@
     var names = {};
     if (form) {
       new FormData(form).forEach(function (value, name) {
-        if (value !== "" && name !== "sort") names[name.replace(/^updated_(after|before)$/, "updated")] = true;
+        // The sort and the shown columns (saved views' chooser) are not filters.
+        if (value !== "" && name !== "sort" && name !== "col" && name !== "cols") {
+          names[name.replace(/^updated_(after|before)$/, "updated")] = true;
+        }
       });
     }
     var label = document.querySelector("[data-filters-applied]");

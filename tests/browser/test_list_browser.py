@@ -76,7 +76,7 @@ def test_a_filtered_view_counts_matching_tasks_only_and_show_applies_the_view(ne
         services.task_update(task=task, actor=AGENT, status="executing")
         services.hitl_request(task=task, actor=AGENT, question="Refund?")
     others = make(acme, 3, prefix="o")
-    page = open_list(new_session, console_errors, "/tasks/?hitl=yes")
+    page = open_list(new_session, console_errors, "/tasks/?hitl=yes&cols=id,title,status,updated")
     news = page.locator("#list-news")
     expect(page.locator("#list-total")).to_have_text("2 tasks")
     assert sorted(row_ids(page)) == sorted(f"task-{t.pk}" for t in waiting)
@@ -104,7 +104,9 @@ def test_a_filtered_view_counts_matching_tasks_only_and_show_applies_the_view(ne
     expect(news).to_be_hidden()
     expect(row(page, others[1])).to_be_visible()
     expect(row(page, waiting[0])).to_have_count(0)  # the filter decides membership
-    assert re.search(r"/tasks/\?hitl=yes$", page.url), page.url
+    # The view's columns (saved views' chooser) stay as they were.
+    assert re.search(r"/tasks/\?hitl=yes&cols=id,title,status,updated$", page.url), page.url
+    expect(page.locator("table.tasks")).to_have_class(re.compile(r"\bhide-tokens\b"))
     expect(page.locator("#list-total")).to_have_text("2 tasks")
     # The socket now judges by the view the page shows again (it was never left): still counted.
     services.task_update(task=others[2], actor=AGENT, status="executing")
@@ -154,7 +156,7 @@ def test_new_rows_wait_while_the_pointer_rests_on_the_table_and_the_page_keeps_i
     new_session, console_errors, acme, alice
 ):
     tasks = make(acme, 60)
-    page = open_list(new_session, console_errors)
+    page = open_list(new_session, console_errors, "/tasks/?cols=id,title,status,priority,updated")
     assert len(row_ids(page)) == 50
     expect(page.locator("[data-shown]")).to_have_text("50 shown")
     expect(page.locator("#list-total")).to_have_text("60 tasks")
@@ -185,6 +187,7 @@ def test_new_rows_wait_while_the_pointer_rests_on_the_table_and_the_page_keeps_i
     # "Older" starts at the first row that left the page.
     page.locator("#pager-further").click()
     page.wait_for_function(f"document.querySelector('#task-rows tr.task-row').id === 'task-{tasks[12].pk}'")
+    assert "cols=id,title,status,priority,updated" in page.url  # the shown columns stay
     assert [i for i in row_ids(page)] == [f"task-{t.pk}" for t in reversed(tasks[:13])]
 
 
