@@ -15,7 +15,9 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 from . import services
 from .models import (
@@ -30,6 +32,10 @@ from .models import (
     TaskEvent,
     Worker,
 )
+
+# The index lists every model already: without the sidebar repeating it on each page, a
+# changelist has the width to show a title or a question on one line.
+admin.site.enable_nav_sidebar = False
 
 # How many events the change page shows (newest first); the rest stay in the TaskEvent admin.
 HISTORY_LIMIT = 200
@@ -132,6 +138,22 @@ class TaskAdminForm(forms.ModelForm):
         )
 
 
+def _shortened(text: str, limit: int) -> str:
+    """One line of a changelist: the start of a long text, the whole of it on hover (escaped)."""
+    if len(text) <= limit:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: limit - 1])
+
+
+class TaskLink:
+    """The task of a record by organization and public id, linked (never its internal row id)."""
+
+    @admin.display(description="task", ordering="task__public_id")
+    def task_link(self, obj) -> str:
+        url = reverse("admin:tasks_app_task_change", args=[obj.task_id])
+        return format_html('<a href="{}">{} / {}</a>', url, obj.task.organization.slug, obj.task.public_id)
+
+
 class CappedCountPaginator(Paginator):
     """Counts at most `cap` rows: a filtered COUNT(*) over a million tasks costs seconds, and
     nobody pages past the first few hundred (show_full_result_count=False skips the other one)."""
@@ -193,7 +215,8 @@ class RecentSourceFilter(admin.SimpleListFilter):
 class TaskAdmin(admin.ModelAdmin):
     form = TaskAdminForm
     paginator = CappedCountPaginator
-    list_display = ("public_id", "short_title", "organization", "status", "agent", "priority", "updated_at", "cleaned")
+    list_display = ("short_id", "short_title", "org", "status", "agent", "priority", "updated_at", "cleaned")
+    list_display_links = ("short_id",)
     list_filter = ("status", ("agent", AgentFilter), "organization", RecentSourceFilter, CleanedFilter)
     search_fields = ("=public_id", "title", "input_text")
     show_full_result_count = False
@@ -273,10 +296,17 @@ class TaskAdmin(admin.ModelAdmin):
         form.actor = services.Actor.for_user(request.user, face=Face.ADMIN)
         return form
 
+    @admin.display(description="id", ordering="public_id")
+    def short_id(self, task: Task) -> str:
+        return _shortened(task.public_id, 18)
+
     @admin.display(description="title", ordering="title")
     def short_title(self, task: Task) -> str:
-        title = task.title or task.name or ""
-        return title if len(title) <= 70 else title[:69] + "…"
+        return _shortened(task.title or task.name or "", 60)
+
+    @admin.display(description="organization", ordering="organization__slug")
+    def org(self, task: Task) -> str:
+        return task.organization.slug
 
     @admin.display(description="cleaned", boolean=True, ordering="cleaned_at")
     def cleaned(self, task: Task) -> bool:
@@ -435,9 +465,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Append-only records: written by the services, viewed here."""
+    """Append-only records: written by the services, viewed here, newest first."""
 
     show_full_result_count = False
+    ordering = ("-id",)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -450,15 +481,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaskEvent)
-class TaskEventAdmin(ReadOnlyAdmin):
-    list_display = ("id", "type", "task_id", "actor_label", "actor_kind", "face", "task_version", "created_at")
+class TaskEventAdmin(TaskLink, ReadOnlyAdmin):
+    list_display = ("id", "type", "task_link", "actor_label", "actor_kind", "face", "task_version", "created_at")
+    list_select_related = ("task__organization",)
     list_filter = ("type", "face", "actor_kind", "organization")
     search_fields = ("=task__public_id", "actor_label")
 
 
 @admin.register(ActivityEntry)
-class ActivityEntryAdmin(ReadOnlyAdmin):
-    list_display = ("id", "task_id", "kind", "role", "tool_name", "created_at")
+class ActivityEntryAdmin(TaskLink, ReadOnlyAdmin):
+    list_display = ("id", "task_link", "kind", "role", "tool_name", "created_at")
+    list_select_related = ("task__organization",)
     list_filter = ("kind", "organization")
     search_fields = ("=task__public_id", "tool_name")
 
@@ -471,7 +504,17 @@ class WorkerAdmin(ReadOnlyAdmin):
 
 
 @admin.register(HitlRequest)
-class HitlRequestAdmin(ReadOnlyAdmin):
-    list_display = ("id", "task_id", "question", "decision", "requested_at", "decided_by_label", "decided_at")
+class HitlRequestAdmin(TaskLink, ReadOnlyAdmin):
+    list_display = ("id", "task_link", "short_question", "decision", "requested_at", "decided_by", "decided_at")
+    list_select_related = ("task__organization",)
+
+    @admin.display(description="question", ordering="question")
+    def short_question(self, hitl: HitlRequest) -> str:
+        return _shortened(hitl.question, 70)
+
+    @admin.display(description="decided by", ordering="decided_by_label")
+    def decided_by(self, hitl: HitlRequest) -> str:
+        return hitl.decided_by_label
+
     list_filter = ("decision", "organization")
     search_fields = ("=task__public_id", "question")

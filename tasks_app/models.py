@@ -74,6 +74,7 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "API token"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -386,6 +387,7 @@ class HitlRequest(models.Model):
     expired = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = "HITL request"
         ordering = ["requested_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["task"], condition=Q(decision__isnull=True), name="hitl_one_pending"),

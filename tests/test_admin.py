@@ -310,10 +310,33 @@ def test_changelist_names_each_agent_with_its_organization_and_shortens_titles(a
     labels = {c["display"] for c in agent_spec.choices(cl)}
     assert {f"{agent.name} · acme", f"{agent.name} · globex"} <= labels
     body = response.content.decode()
-    assert f'<td class="field-short_title">{"x" * 69}…</td>' in body
-    assert '<td class="field-organization nowrap">Acme</td>' in body
+    # One line each: the start of a long title or id, the whole on hover; the organization's slug.
+    assert f'<td class="field-short_title"><span title="{"x" * 200}">{"x" * 59}…</span></td>' in body
+    assert '<td class="field-org">acme</td>' in body and '<td class="field-org">globex</td>' in body
+    long_id = Task.objects.create(public_id="c232cf94-cf48-4132-b531-5f40ff85b161", organization=acme, title="u")
+    body = admin_client.get("/admin/tasks_app/task/").content.decode()
+    assert f'<span title="{long_id.public_id}">c232cf94-cf48-413…</span>' in body
 
 
-def test_the_admin_index_names_activity_entries_properly(admin_client):
+def test_the_admin_index_names_every_record_properly(admin_client):
     body = admin_client.get("/admin/").content.decode()
-    assert "Activity entries" in body and "Activity entrys" not in body
+    for name in ("Activity entries", "API tokens", "HITL requests", "Task events", "Workers"):
+        assert f">{name}</a>" in body, name
+    for wrong in ("Activity entrys", "Api tokens", "Hitl requests"):
+        assert wrong not in body
+
+
+@pytest.mark.parametrize("url", ["taskevent", "activityentry", "hitlrequest"])
+def test_records_list_newest_first_with_their_task_by_organization_and_id(admin_client, acme, task, url):
+    services.task_update(task=task, actor=services.Actor.system(), status="executing")
+    services.append_activity(task=task, actor=services.Actor.system(), entries=[{"content": "one"}, {"content": "two"}])
+    services.hitl_request(task=task, actor=services.Actor.system(), question="First?")
+    services.hitl_decide(hitl=task.hitl_requests.get(), actor=services.Actor.system(), approve=True)
+    services.hitl_request(task=task, actor=services.Actor.system(), question="Second?")
+    response = admin_client.get(f"/admin/tasks_app/{url}/")
+    ids = [row.pk for row in response.context["cl"].result_list]
+    assert len(ids) >= 2 and ids == sorted(ids, reverse=True)
+    body = response.content.decode()
+    link = f'<a href="/admin/tasks_app/task/{task.pk}/change/">acme / {task.public_id}</a>'
+    assert link in body
+    assert f'<td class="field-task_id">{task.pk}</td>' not in body  # no internal row id
