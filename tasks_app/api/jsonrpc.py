@@ -1,6 +1,7 @@
 """The JSON-RPC 2.0 task queue face (seed 002, ClaudeBench's server) at POST /rpc.
 
-Methods (params are objects; unknown keys are invalid params):
+Methods (params are objects; like upstream, whose zod schemas strip what they do not know, keys and
+request members this face does not know are ignored, each logged once; known ones are checked strictly):
 - `system.register` {id, roles, metadata?} -> {registered}: a worker joins (registering is a
   heartbeat); `system.heartbeat` {instanceId} -> {alive} (false once 30 s passed without one)
 - `task.create` {text, id?, status?, priority?, metadata?} -> task; the task waits on this face's
@@ -89,6 +90,7 @@ from ..services.validation import JsonRefused, json_problem_at, parse_json
 from ..views.errors import database_unavailable
 from . import ratelimit
 from .auth import token_for_request
+from .faces import ignore_unknown
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +242,7 @@ class _Params:
         if not isinstance(params, dict):
             self.errors["params"] = ["Must be an object."]
             params = {}
-        for name in params.keys() - allowed:
-            self.add(name, "Unknown parameter.")
+        params = ignore_unknown(params, allowed, face=FACE, where="params")
         for name in required - params.keys():
             self.add(name, "Required.")
         self.values = params
@@ -309,8 +310,7 @@ def task_update(token: ApiToken, params: Any) -> dict[str, Any]:
     if not isinstance(updates, dict):
         p.add("updates", "Must be an object.")
     else:
-        for name in updates.keys() - {"text", "status", "priority", "metadata"}:
-            p.add(f"updates.{name}", "Unknown field.")
+        updates = ignore_unknown(updates, {"text", "status", "priority", "metadata"}, face=FACE, where="updates")
         fields = _check_fields(p, updates, "updates.")
     p.done()
     task = services.task_update(
@@ -526,11 +526,11 @@ def _call(token: ApiToken, message: Any) -> tuple[dict[str, Any] | None, RpcErro
         or not _valid_id(request_id)
         or ("params" in message and not isinstance(message["params"], (dict, list)))
         or ("metadata" in message and not isinstance(message["metadata"], dict))
-        or message.keys() - REQUEST_MEMBERS
     ):
         error = RpcError(INVALID_REQUEST, "Invalid Request")
         return _response(request_id if _valid_id(request_id) else None, error=error), error
 
+    ignore_unknown(message, REQUEST_MEMBERS, face=FACE, where="request")
     method = METHODS.get(message["method"])
     params = message.get("params")
     try:
