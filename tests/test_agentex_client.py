@@ -291,7 +291,10 @@ def test_it_answers_422_in_agentex_shape(face_world):
     for name, body in errors.items():
         assert isinstance(body["detail"], list) and body["detail"], name
         assert {"loc", "msg", "type"} <= set(body["detail"][0]), name
+        # What upstream's server answers beside the seed's shape.
+        assert (body["status_code"], body["data"]) == (10422, None) and body["message"], name
     assert errors["metadata_not_object"]["detail"][0]["loc"] == ["body", "task_metadata"]
+    assert errors["metadata_not_object"]["message"].startswith("body.task_metadata: ")
     assert errors["unknown_status_filter"]["detail"][0]["loc"] == ["query", "status"]
     assert len(events_of(face_world.acme, task.id)) == 1
 

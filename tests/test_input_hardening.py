@@ -368,9 +368,12 @@ def test_an_unexpected_error_on_an_api_path_is_json(client_500, auth, task, monk
         raise RuntimeError("bug")
 
     monkeypatch.setattr(selectors, "get_task_for_token", boom)
-    for url in ("/api/v1/tasks/t1", "/xpander/agent-execution/t1/status", "/agentex/tasks/t1"):
+    for url in ("/api/v1/tasks/t1", "/xpander/agent-execution/t1/status"):
         response = client_500.get(url, **auth)
         assert response.status_code == 500 and response.json()["code"] == "server_error", url
+    agentex = client_500.get("/agentex/tasks/t1", **auth)  # upstream's {message, code, data}
+    assert agentex.status_code == 500 and agentex.json()["code"] == 500
+    assert agentex.json()["data"] == {"reason": "server_error"} and agentex.json()["message"]
     rpc = _send(client_500, "post", "/rpc", _rpc("task.update", {"id": "t1", "updates": {"text": "y"}}), **auth)
     assert rpc.status_code == 500 and rpc.json()["error"]["code"] == -32603
 
@@ -445,11 +448,11 @@ async def test_under_asgi_a_database_outage_is_still_a_503(acme, monkeypatch):
         ("get", "/rpc", 405, {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Invalid Request",
                                                          "data": {"reason": "Send JSON-RPC requests with POST."}},
                               "id": None}),
-        ("delete", "/api/v1/tasks", 405, {"detail": "Method Not Allowed"}),
-        ("put", "/api/v1/tasks/t1", 405, {"detail": "Method Not Allowed"}),
-        ("get", "/api/v1/no-such-route", 404, {"detail": "Not Found"}),
-        ("get", "/xpander/no/such/route", 404, {"detail": "Not Found"}),
-        ("get", "/agentex/no-such-route", 404, {"message": "Not Found", "code": 404, "data": None}),
+        ("delete", "/api/v1/tasks", 405, {"detail": "Method Not Allowed", "code": "method_not_allowed"}),
+        ("put", "/api/v1/tasks/t1", 405, {"detail": "Method Not Allowed", "code": "method_not_allowed"}),
+        ("get", "/api/v1/no-such-route", 404, {"detail": "Not Found", "code": "not_found"}),
+        ("get", "/xpander/no/such/route", 404, {"detail": "Not Found", "code": "not_found"}),
+        ("get", "/agentex/no-such-route", 404, {"message": "Not Found", "code": 404, "data": {"reason": "not_found"}}),
     ],
 )  # fmt: skip
 def test_no_route_or_a_wrong_method_on_an_agent_path_answers_the_faces_json(client, auth, method, url, status, body):

@@ -20,7 +20,8 @@ Routes (from agentex/resources/tasks.py and agents/agents.py):
                                            registered on first use; ids are Taskdesk agent ids)
 
 Statuses are Agentex's TaskStatus names, mapped by `lifecycle.AGENTEX`; INTERRUPTED is not final.
-Errors: 422 `{"detail": [{"loc", "msg", "type"}]}` (seed 004's HTTPValidationError); other
+Errors: 422 `{"detail": [{"loc", "msg", "type"}]}` (seed 004's HTTPValidationError) with upstream's
+`{"status_code": 10422, "message", "data": null}` beside it; other
 refusals upstream's `{"message", "code": <HTTP status>, "data": facts or null}` with 400
 (disallowed transition: upstream's ClientError, the client's BadRequestError; `x-should-retry:
 false`), 404 (unknown or deleted task, or another organization's), 409 (stale version, taken
@@ -80,7 +81,10 @@ ORDER_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "name": 
 def error_response(status: int, detail: Any, headers: dict[str, str] | None = None, **facts) -> JsonResponse:
     """Upstream's error body `{message, code, data}`; a 422 keeps FastAPI's `{detail: [...]}` (seed 004)."""
     if status == 422 and isinstance(detail, list):
-        body: dict[str, Any] = {"detail": detail}
+        # Seed 004's HTTPValidationError ({detail: [...]}) and what upstream's server answers beside
+        # it ({status_code: 10422, message, data}): a client reading either finds what it expects.
+        message = "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', '')}" for e in detail)
+        body: dict[str, Any] = {"detail": detail, "status_code": 10422, "message": message, "data": None}
     else:
         facts.pop("code", None)  # upstream's `code` is the HTTP status; the facts go in `data`
         body = {"message": detail, "code": status, "data": facts or None}

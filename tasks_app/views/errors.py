@@ -32,19 +32,26 @@ def is_api_path(path: str) -> bool:
 REFUSALS = {404: "Not Found", 405: "Method Not Allowed"}
 
 
+def api_error(path: str, status: int, message: str, *, code: str, rpc_code: int, rpc_message: str) -> JsonResponse:
+    """An error on an agent-facing path in that face's own shape: a JSON-RPC error object, Agentex's
+    `{message, code: <status>, data}`, else `{detail, code}`."""
+    if path == JSONRPC_PATH:
+        error = {"code": rpc_code, "message": rpc_message, "data": {"reason": message}}
+        body: dict = {"jsonrpc": "2.0", "error": error, "id": None}
+    elif path.startswith("/agentex/"):
+        body = {"message": message, "code": status, "data": {"reason": code}}  # upstream's error body
+    else:
+        body = {"detail": message, "code": code}
+    return JsonResponse(body, status=status)
+
+
 def api_refusal(path: str, refused: HttpResponse) -> HttpResponse:
     """A 404 or 405 that Django or ninja answered as HTML (no such route, wrong method), on an
     agent-facing path, in that face's own JSON shape; the status and Allow header are kept."""
-    message = REFUSALS[refused.status_code]
-    if path == JSONRPC_PATH:
-        reason = "Send JSON-RPC requests with POST." if refused.status_code == 405 else message
-        error = {"code": -32600, "message": "Invalid Request", "data": {"reason": reason}}
-        body: dict = {"jsonrpc": "2.0", "error": error, "id": None}
-    elif path.startswith("/agentex/"):
-        body = {"message": message, "code": refused.status_code, "data": None}  # upstream's error body
-    else:
-        body = {"detail": message}
-    response = JsonResponse(body, status=refused.status_code)
+    status = refused.status_code
+    message = "Send JSON-RPC requests with POST." if path == JSONRPC_PATH and status == 405 else REFUSALS[status]
+    code = "method_not_allowed" if status == 405 else "not_found"
+    response = api_error(path, status, message, code=code, rpc_code=-32600, rpc_message="Invalid Request")
     if refused.has_header("Allow"):
         response["Allow"] = refused["Allow"]
     return response
@@ -59,17 +66,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
         if unavailable
         else "Something went wrong on our side; it has been logged."
     )
-    if request.path == JSONRPC_PATH:
-        code = -32603
-        response: HttpResponse = JsonResponse(
-            {"jsonrpc": "2.0", "error": {"code": code, "message": "Internal error", "data": {"reason": message}},
-             "id": None},
-            status=status,
-        )  # fmt: skip
-    elif is_api_path(request.path):
-        response = JsonResponse(
-            {"detail": message, "code": "unavailable" if unavailable else "server_error"}, status=status
-        )
+    response: HttpResponse
+    if is_api_path(request.path):
+        code = "unavailable" if unavailable else "server_error"
+        response = api_error(request.path, status, message, code=code, rpc_code=-32603, rpc_message="Internal error")
     else:
         title = "Service unavailable" if unavailable else "Server error"
         body = loader.render_to_string(
