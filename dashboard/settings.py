@@ -238,6 +238,9 @@ else:
 LIVE_IDLE_CHECK_SECONDS = envfloat("LIVE_IDLE_CHECK_SECONDS", 2.0, minimum=0.1)
 LIVE_DEGRADED_CHECK_SECONDS = envfloat("LIVE_DEGRADED_CHECK_SECONDS", 1.0, minimum=0.1)
 LIVE_CREDENTIALS_CHECK_SECONDS = envfloat("LIVE_CREDENTIALS_CHECK_SECONDS", 2.0, minimum=0.1)
+# Presence on a task's page (live/presence.py): a viewer whose page stopped beating (every 3 s)
+# without closing its socket disappears after this many seconds.
+LIVE_PRESENCE_TTL_SECONDS = envfloat("LIVE_PRESENCE_TTL_SECONDS", 10.0, minimum=1.0)
 
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -10,7 +10,9 @@ Routes (tasks_app/routing.py), behind origin validation and session auth (dashbo
 Who sees what comes only from the session's user and their memberships, never from what the
 client sends. Anonymous sockets are accepted and closed at once with 4401, unknown tasks with
 4404, so the page can tell "signed out" from "network trouble" (a refused handshake looks like
-the latter). Frames from the client are ignored: the socket only pushes.
+the latter). The client says only two things, each checked: a list page its new view, and a
+task page which of its fields the person is editing (presence beats, live/presence.py: who
+they are comes from the session, which task from the route the socket was authorised for).
 
 Delivery (live.hub): the socket does not join channel-layer groups itself (no per-socket
 channel: `channel_layer_alias` names no layer). It registers with its process's hub, which
@@ -36,6 +38,7 @@ from django.http import Http404
 from . import selectors
 from .live.credentials import Identity
 from .live.hub import CLOSE_SIGNED_OUT, Registration, hub_for_running_loop
+from .live.presence import initials_of, presence_for_running_loop
 from .live.wire import direct_writer
 
 logger = logging.getLogger(__name__)
@@ -105,16 +108,31 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             task = selectors.get_task_for_user(user, org or "", task_id)
         except Http404:
             return None
+        # Who this socket is on the task's page (live/presence.py): from the session, never the client.
+        name = user.get_username()
+        self.presence_identity = (user.pk, name, initials_of(name, user.get_full_name()))
         return "detail", task.pk, {task.organization_id: editable[task.organization_id]}
 
     async def disconnect(self, code) -> None:
+        if getattr(self, "page", None) == "detail":
+            await presence_for_running_loop().leave(self)
         if self.registration is not None:
             await hub_for_running_loop().detach(self.registration)
             self.registration = None
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        """A list page's new view (`{"view": "<query>"}`); every other frame is ignored."""
-        if getattr(self, "page", None) != "list" or not text_data or len(text_data) > selectors.VIEW_MAX + 20:
+        """A list page's new view (`{"view": "<query>"}`), a task page's beat (`{"presence":
+        {"editing": "<field>" | null}}`); every other frame is ignored."""
+        page = getattr(self, "page", None)
+        if page == "detail" and text_data and len(text_data) <= 200:
+            try:
+                beat = json.loads(text_data).get("presence")
+            except (ValueError, AttributeError):
+                return
+            if isinstance(beat, dict) and self.registration is not None:
+                await presence_for_running_loop().beat(self, beat.get("editing"))
+            return
+        if page != "list" or not text_data or len(text_data) > selectors.VIEW_MAX + 20:
             return
         try:
             raw = json.loads(text_data).get("view")
