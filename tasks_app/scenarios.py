@@ -80,6 +80,8 @@ PR_SUBJECTS = [
     "Cache exchange rates for 10 minutes",
     "Add an index on orders.customer_id",
 ]
+STREETS = ["Baker Street", "Rue de Rivoli", "Kurfürstendamm", "Via Roma", "Market Street", "Prinsengracht"]
+CITIES = ["London", "Paris", "Berlin", "Milan", "San Francisco", "Amsterdam"]
 ENGINEERS = ["priya", "marco", "lena", "tomas", "yuki"]
 CHANNELS = ["#support", "#billing", "#sales", "#incidents"]
 CURRENCIES = ["EUR", "USD", "GBP"]
@@ -134,6 +136,7 @@ def _common(rng: random.Random) -> Facts:
         "emails": rng.choice([24, 40, 57, 63]),
         "urgent": rng.randint(1, 6),
         "request": rng.randint(1000, 9999),
+        "address": f"{rng.randint(1, 120)} {rng.choice(STREETS)}, {rng.choice(CITIES)}",
     }
 
 
@@ -197,6 +200,12 @@ TOOLS: dict[str, Tool] = {
                 }
             ),
             ("carrier API returned 502",),
+        ),
+        Tool(
+            "update_shipping_address",
+            lambda f: {"order_id": f["order"], "address": f["address"], "notify_carrier": True},
+            lambda f, r: {"ok": True, "order_id": f["order"], "carrier_updated": True},
+            ("the parcel already left the depot; the carrier refuses changes",),
         ),
         Tool(
             "check_refund_policy",
@@ -431,6 +440,19 @@ SCENARIOS: dict[str, tuple[Scenario, ...]] = {
             ),
         ),
         Scenario(
+            title="Change the delivery address of order {order}",
+            prompt="{customer} moved and asks us to send order {order} ({product}) to {address} instead.",
+            plan=("Look up the order", "Change the address", "Confirm to the customer"),
+            tools=(
+                "lookup_order",
+                "update_shipping_address",
+                ("send_email", {"to": "{email}", "subject": "New address for {order}", "template": "address_changed"}),
+            ),
+            result="Order {order} now goes to {address}; {first_name} has the confirmation.",
+            failures=("The parcel already left the depot; offered {customer} a return instead.",),
+            sources=("email", "web"),
+        ),
+        Scenario(
             title="Help {customer} reset two-factor login",
             prompt="{customer} lost the phone with the authenticator app and cannot sign in (ticket #{ticket}).",
             plan=("Verify the customer", "Reset the second factor", "Confirm by email"),
@@ -501,6 +523,15 @@ SCENARIOS: dict[str, tuple[Scenario, ...]] = {
         ),
     ),
     "research-agent": (
+        Scenario(
+            title="Find out what {company} announced this quarter",
+            prompt="Account team asks: what did {company} announce since the summer (funding, launches, hires)?",
+            plan=("Search the news", "Read the sources", "Write the summary"),
+            tools=("news_search", ("fetch_page", {"url": "https://news.example/{domain}/latest"})),
+            result="{company}: a Series B, a new VP of Support, and a launch in Berlin; sources in the task.",
+            failures=("No news source answered within the time limit.",),
+            sources=("slack",),
+        ),
         Scenario(
             title="Compare our {plan} plan with {competitor}",
             prompt="Sales asks how our {plan} plan compares with {competitor} for a {seats}-seat team. Cite sources.",

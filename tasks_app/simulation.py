@@ -641,7 +641,9 @@ class NativeWorker(QueueMixin, Agent):
     # --- Work --------------------------------------------------------------------------------
 
     def take_work(self) -> None:
-        if self.queue_short() and self.rng.random() < 0.4:
+        # New requests arrive for this agent whatever the queue holds (a desk seeded with pending
+        # work would otherwise show only other agents' tasks); a short queue gets topped up.
+        if self.rng.random() < 0.3 or (self.queue_short() and self.rng.random() < 0.4):
             return self.produce()
         # Now and then, before the queue: executing tasks whose agent went away would never end.
         if self.rng.random() < 0.15 and self.adopt():
