@@ -104,3 +104,25 @@ async def test_an_idle_hub_checks_cheaply_and_sweeps_nobody_until_something_chan
             await sock.disconnect()
     finally:
         await live_hub.reset_hub_for_running_loop()
+
+
+async def test_a_hub_stops_when_cancelled_just_as_it_is_woken():
+    """Python 3.11's asyncio.wait_for swallows a cancellation that arrives as the awaited event
+    is set; the hub's loop (and event streams) wait with live.hub.wait_for_event instead, so a
+    cancelled wait always ends: the event loop's shutdown never hangs on them."""
+    import asyncio
+
+    event = asyncio.Event()
+
+    async def loop_forever():
+        while True:
+            await live_hub.wait_for_event(event, 10)
+            event.clear()
+
+    for _ in range(50):
+        task = asyncio.ensure_future(loop_forever())
+        await asyncio.sleep(0)
+        event.set()  # woken and cancelled in the same turn of the loop
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done, "the cancelled loop kept running"

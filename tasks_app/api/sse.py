@@ -21,8 +21,6 @@ lost channel-layer message, when the live hub wakes it, and gives its database c
 between reads. A revoked token ends its streams within seconds.
 """
 
-import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -80,7 +78,7 @@ async def event_stream(
     It ends when the token it was opened with is revoked (the hub re-checks every few seconds).
     """
     from ..live.credentials import Identity
-    from ..live.hub import hub_for_running_loop
+    from ..live.hub import hub_for_running_loop, wait_for_event
 
     heartbeat = _default_heartbeat() if heartbeat is None else heartbeat
     poll = _poll_seconds() if poll is None else poll
@@ -105,8 +103,7 @@ async def event_stream(
                 yield None
                 last_sent = time.monotonic()
                 idle = 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(listener.woken.wait(), max(0.05, min(poll, heartbeat - idle)))
+            await wait_for_event(listener.woken, max(0.05, min(poll, heartbeat - idle)))
     finally:
         await hub.unlisten(listener)
 

@@ -84,6 +84,21 @@ CLOSE_NO_ACCESS = 4403  # no longer a member of the organization the page shows
 CLOSE_RELOAD = 4409  # too far behind to replay: reload the page
 
 
+async def wait_for_event(event: asyncio.Event, timeout: float) -> bool:
+    """Until `event` is set or `timeout` seconds pass; True if it was set.
+
+    Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives just as the
+    event is set, so a loop around it (the hub's checks, an event stream) would never stop and
+    the event loop's shutdown would wait for it forever.
+    """
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+    return event.is_set()
+
+
 def db(func):
     """Run a database read in a worker thread of its own (not the one thread sync views share)."""
     return database_sync_to_async(func, thread_sensitive=False)
@@ -449,8 +464,7 @@ class Hub:
             # Asleep until the next check is due, or until the health changes (which changes the pace).
             self._pace_changed.clear()
             due = min(next_log, next_credentials)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pace_changed.wait(), max(0.05, due - time.monotonic()))
+            await wait_for_event(self._pace_changed, max(0.05, due - time.monotonic()))
             now = time.monotonic()
             if self._pace_changed.is_set():
                 next_log = min(next_log, now + self.log_interval())
