@@ -221,3 +221,28 @@ def test_drain_returns_once_the_queued_bells_have_left(monkeypatch):
     publisher.enqueue(1, 11)  # coalesced with the first unless that one already left
     publisher.drain(timeout=5)
     assert sent and sent[-1] == (1, 11) and len(sent) <= 2
+
+
+def test_a_burst_of_bells_is_a_few_sends_ending_with_the_newest(monkeypatch):
+    """A burst of writes rings other processes a few times (at most one send per
+    COALESCE_SECONDS), and the last send names the newest event, so nothing is left unannounced."""
+    publisher = bell.Publisher()
+    sent = []
+
+    async def send(organization_id, event_id):
+        sent.append((organization_id, event_id))
+
+    monkeypatch.setattr(publisher, "_send", send)
+    began = time.monotonic()
+    for event_id in range(1, 301):  # 300 writes within ~0.15 s, from two organizations
+        publisher.enqueue(1 + event_id % 2, event_id)
+        time.sleep(0.0005)
+    elapsed = time.monotonic() - began
+    publisher.drain(timeout=5)
+    time.sleep(bell.COALESCE_SECONDS * 2)
+    publisher.drain(timeout=5)
+    per_org = {org: [e for o, e in sent if o == org] for org in (1, 2)}
+    assert per_org[1][-1] == 300 and per_org[2][-1] == 299
+    for ids in per_org.values():
+        assert ids == sorted(ids)
+        assert len(ids) <= elapsed / bell.COALESCE_SECONDS + 3, (len(ids), elapsed)
