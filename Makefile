@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SIM_RATE ?= 2
-PIP := $(BIN)/pip install -q --disable-pip-version-check
+# --no-compile: bytecode is written on first import, for the modules used only (a third of the
+# install's time on a busy 2-core machine went into compiling every file of every package).
+PIP := $(BIN)/pip install -q --disable-pip-version-check --no-compile
 
 .PHONY: run test lint format migrate seed bench bench-quick clean
 
