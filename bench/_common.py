@@ -55,13 +55,14 @@ def copy_tasks(template_pk: int, organization_id: int, count: int, *, first: int
 
     Newest first by number (<org>-1 is the newest), statuses spread over the lifecycle, one
     `task.created` event each (the replay log grows with the tasks, as in production), and the
-    organization's status counters recounted (the write path keeps them; a bulk load must too).
+    organization's status counters and rollups rebuilt (the write path keeps them; a bulk load
+    must too).
     """
     from django.db import connection
 
     from tasks_app import lifecycle
     from tasks_app.models import Task
-    from tasks_app.services import counters
+    from tasks_app.services import counters, rollups
 
     quote = connection.ops.quote_name
     statuses = "ARRAY[" + ",".join(f"'{s}'" for s in lifecycle.STATUSES) + "]"
@@ -99,6 +100,7 @@ def copy_tasks(template_pk: int, organization_id: int, count: int, *, first: int
             params,
         )
     counters.recount(organization_id)
+    rollups.rebuild(organization_id)
 
 
 def analyze() -> None:
@@ -106,7 +108,7 @@ def analyze() -> None:
 
     # What autovacuum does after a bulk load; without it the planner guesses row counts.
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE tasks_app_task, tasks_app_taskevent, tasks_app_activityentry")
+        cursor.execute("ANALYZE tasks_app_task, tasks_app_taskevent, tasks_app_activityentry, tasks_app_taskrollup")
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -58,6 +58,23 @@ TERMINAL: frozenset[str] = frozenset(set(STATUSES) - ACTIVE)
 # Statuses that a stop, cancel or terminate may come from.
 STOPPABLE = ACTIVE
 
+# How a finished task ended, for the operations view's counts and failure rate: the agent's own
+# failures (failed, error, timed out), people or the system stopping it, or done.
+FAILURES: frozenset[str] = frozenset({Status.FAILED, Status.ERROR, Status.TIMED_OUT})
+STOPS: frozenset[str] = frozenset({Status.STOPPED, Status.CANCELED, Status.TERMINATED})
+
+
+def outcome(status: str) -> str | None:
+    """ "completed", "failed" or "stopped" for a final status; None for an active one."""
+    if status == Status.COMPLETED:
+        return "completed"
+    if status in FAILURES:
+        return "failed"
+    if status in STOPS:
+        return "stopped"
+    return None
+
+
 _ENDINGS = {
     Status.COMPLETED,
     Status.FAILED,
@@ -110,6 +127,14 @@ def allowed_next(status: str) -> frozenset[str]:
 
 def can_transition(current: str, target: str) -> bool:
     return target == current or target in allowed_next(current)
+
+
+def check_stop(current: str, target: str) -> None:
+    """Raise TransitionError unless a task in `current` may be stopped, canceled, terminated or
+    timed out by hand (`target`): only an active task can."""
+    if current not in STOPPABLE:
+        raise TransitionError(current, target, f"The task is already {current}.")
+    check_transition(current, target)
 
 
 def check_transition(current: str, target: str, *, retry: bool = False, strict: bool = False) -> None:

@@ -536,3 +536,60 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# Upper bounds (seconds) of the duration histogram's buckets in TaskRollup: from half a second,
+# each bucket √2 wider than the one before, up to about 26 hours; one more bucket holds longer runs.
+ROLLUP_DURATION_BOUNDS: tuple[float, ...] = tuple(round(0.5 * 2 ** (k / 2), 3) for k in range(36))
+ROLLUP_BUCKETS: tuple[str, ...] = tuple(f"d{i:02d}" for i in range(len(ROLLUP_DURATION_BOUNDS) + 1))
+# The faces agents report through: "last seen" is kept per face (TaskRollup.seen_<face>).
+ROLLUP_SEEN_FACES: tuple[str, ...] = (Face.API, Face.XPANDER, Face.AGENTEX, Face.JSONRPC)
+
+
+class TaskRollup(models.Model):
+    """Counters of an organization's tasks per agent and queue, kept by the write path.
+
+    Written only by services.rollups, in the change's transaction under the organization's event
+    lock, so the operations view reads a few hundred rows whatever the number of tasks.
+
+    span 60 / 3600: what happened in the minute / hour from `start`: tasks created, tasks that
+    reached a final status (by outcome, with their durations as a histogram), tokens reported.
+    span 0 (`start` fixed): the agent's queue now: its pending tasks, and when the agent was
+    last seen writing through each face.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # The agent's id, 0 for tasks without one: a plain key column, so the unique key has no NULL.
+    agent_key = models.BigIntegerField(db_default=0)
+    queue = models.CharField(max_length=50, db_default="")
+    span = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    created = models.IntegerField(db_default=0)
+    completed = models.IntegerField(db_default=0)
+    failed = models.IntegerField(db_default=0)
+    stopped = models.IntegerField(db_default=0)
+    duration_sum = models.FloatField(db_default=0.0)
+    # Token counts are a task's totals: a report that lowers them counts negative here.
+    prompt_tokens = models.BigIntegerField(db_default=0)
+    completion_tokens = models.BigIntegerField(db_default=0)
+    pending = models.IntegerField(db_default=0)
+    seen_api = models.DateTimeField(null=True, blank=True)
+    seen_xpander = models.DateTimeField(null=True, blank=True)
+    seen_agentex = models.DateTimeField(null=True, blank=True)
+    seen_jsonrpc = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Also the operations view's index: an organization's rows of one span, by time.
+            models.UniqueConstraint(
+                fields=["organization", "span", "start", "agent_key", "queue"], name="task_rollup_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id}/{self.agent_key}/{self.queue or '-'} {self.span}s @ {self.start:%Y-%m-%d %H:%M}"
+
+
+for _bucket in ROLLUP_BUCKETS:
+    # One column per duration bucket: a finish adds 1 to its bucket in the same UPSERT as its counts.
+    TaskRollup.add_to_class(_bucket, models.IntegerField(db_default=0))

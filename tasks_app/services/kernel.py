@@ -4,7 +4,7 @@
         change.merge("metadata", {...})
         change.move_to("completed")          # lifecycle check, timestamps, HITL withdrawal
         change.set(result="done")
-        change.record(EventType.UPDATED)     # version bump, counts, TaskEvent + snapshot, bell
+        change.record(EventType.UPDATED)     # version bump, counts, rollups, TaskEvent + snapshot, bell
 
 One transaction per change. The task row is locked first (SELECT ... FOR UPDATE, scoped to
 its organization); `record` then takes the organization's event lock, so event ids become
@@ -28,7 +28,7 @@ from django.utils import timezone
 from .. import lifecycle
 from ..lifecycle import Status
 from ..models import Agent, EventType, HitlDecision, HitlRequest, Task, TaskEvent, Worker
-from . import counters
+from . import counters, rollups
 from .actors import Actor
 from .errors import TaskCleaned, TaskNotFound, TransitionRefused, VersionConflict
 from .snapshots import task_snapshot
@@ -248,6 +248,7 @@ class Change:
         take_event_lock(task.organization_id)
         counted_as = task.status if task.deleted_at is None else None
         counters.apply(task.organization_id, self._counted_as, counted_as)
+        rollups.apply(self, self._counted_as, created=type == EventType.CREATED)
         self._counted_as = counted_as
         snapshot = None
         if type != EventType.ACTIVITY:

@@ -206,11 +206,10 @@ def task_stop(
     clean_value("status_reason", reason, errors)
     errors.raise_if_any()
     with changing(task, actor=actor, organization_id=organization_id, expected_version=expected_version) as change:
-        locked = change.task
-        if locked.status not in lifecycle.STOPPABLE:
-            raise TransitionRefused(
-                lifecycle.TransitionError(locked.status, status, f"The task is already {locked.status}.")
-            )
+        try:
+            lifecycle.check_stop(change.task.status, status)
+        except lifecycle.TransitionError as exc:
+            raise TransitionRefused(exc) from None
         change.move_to(
             status,
             values={"is_manually_stopped": status == Status.STOPPED, "status_reason": (reason or "").strip()},

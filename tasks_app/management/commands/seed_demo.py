@@ -39,7 +39,7 @@ from tasks_app.models import (
     TaskEvent,
 )
 from tasks_app.scenarios import AGENT_DESCRIPTIONS, AGENTS, ToolCall, Work, scenarios_for
-from tasks_app.services import counters
+from tasks_app.services import counters, rollups
 from tasks_app.services.snapshots import task_snapshot
 
 PASSWORD = "taskdesk"
@@ -90,13 +90,20 @@ class Command(BaseCommand):
             agents = self._agents(orgs)
         created, rows = self._tasks(orgs, agents, count=tasks, seed=seed, batch=batch, progress=not no_progress)
         if created:
-            # The rows bypassed the services: rebuild the status counts they keep, and give the
-            # planner fresh statistics (autovacuum may be off) so the pages use their indexes.
+            # The rows bypassed the services: rebuild the status counts and the operations view's
+            # rollups they keep, and give the planner fresh statistics (autovacuum may be off) so
+            # the pages use their indexes.
             for org in orgs.values():
                 counters.recount(org.pk)
+                rollups.rebuild(org.pk)
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
-                    for table in ("tasks_app_task", "tasks_app_taskevent", "tasks_app_activityentry"):
+                    for table in (
+                        "tasks_app_task",
+                        "tasks_app_taskevent",
+                        "tasks_app_activityentry",
+                        "tasks_app_taskrollup",
+                    ):
                         cursor.execute(f"ANALYZE {table}")  # noqa: S608 (fixed names)
         elapsed = time.monotonic() - started
         rate = rows / elapsed if elapsed > 0 else 0
