@@ -26,6 +26,8 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 HX = {"HX-Request": "true"}
+# The operations view's refresh: its body, polled every few seconds while the tab is shown.
+OPS_POLL = {"HX-Request": "true", "HX-Target": "ops-body"}
 
 
 def main() -> None:
@@ -109,6 +111,10 @@ def pages(org, tasks, selectors, who: str) -> dict[str, tuple[str, dict | None, 
         "approvals inbox": ("/approvals/", None, who),
         "approvals, soonest deadline first": ("/approvals/?sort=deadline", None, who),
         "approvals, decided tab": ("/approvals/decided/", None, who),
+        # Read from the rollups the write path keeps: the same rows whatever the tasks.
+        "operations view, last hour": ("/ops/", None, who),
+        "operations view, 7 days": ("/ops/?window=7d", None, who),
+        "operations view, the 5 s refresh (htmx)": ("/ops/?window=24h", OPS_POLL, who),
     }
 
 

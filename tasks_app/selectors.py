@@ -6,14 +6,14 @@ import heapq
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404, QueryDict
 from django.utils import timezone
 
@@ -30,7 +30,7 @@ from .models import (
     Task,
     TaskEvent,
 )
-from .services import counters
+from .services import counters, rollups
 from .services.errors import TaskNotFound
 from .services.validation import TASK_ID_RE, clean_datetime, lookup_text_ok, text_problem
 
@@ -855,4 +855,184 @@ def activity_entries(task_pk: int, ids: list[int]) -> list[ActivityEntry]:
     """Entries of a task by id, in log order, each with its call and its result (one query)."""
     return list(
         ActivityEntry.objects.filter(task_id=task_pk, pk__in=ids).select_related("call", "result").order_by("id")
+    )
+
+
+# --- Operations view: read from the rollups the write path keeps -------------------------------
+
+
+@dataclass(frozen=True)
+class OpsWindow:
+    key: str  # in the URL: ?window=1h
+    label: str
+    span: int  # seconds per bucket: the rollups' minute or hour rows
+    buckets: int
+
+
+OPS_WINDOWS: dict[str, OpsWindow] = {
+    window.key: window
+    for window in (
+        OpsWindow("1h", "1 h", rollups.MINUTE, 60),
+        OpsWindow("24h", "24 h", rollups.HOUR, 24),
+        OpsWindow("7d", "7 d", rollups.HOUR, 7 * 24),
+    )
+}
+DEFAULT_OPS_WINDOW = "1h"
+# How many workers the view lists (most recent heartbeat first).
+OPS_WORKERS = 20
+
+
+@dataclass
+class OpsCounts:
+    """What finished and started in a stretch of time (one bucket, one agent, or the window)."""
+
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    stopped: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_sum: float = 0.0
+    durations: list[int] = field(default_factory=lambda: [0] * len(models.ROLLUP_BUCKETS))  # per ROLLUP_BUCKETS
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.stopped
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Failed, errored or timed out, of all finished (None when nothing finished)."""
+        return self.failed / self.finished if self.finished else None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def percentile(self, q: float) -> float | None:
+        return rollups.percentile(self.durations, q)
+
+    COUNTS = ("created", "completed", "failed", "stopped", "prompt_tokens", "completion_tokens", "duration_sum")
+    COLUMNS = (*COUNTS, *models.ROLLUP_BUCKETS)
+
+    def add(self, row: dict) -> None:
+        """Add a row of rollup sums (the columns it has; a SUM over no rows is None)."""
+        for name in self.COUNTS:
+            if row.get(name):
+                setattr(self, name, getattr(self, name) + row[name])
+        if models.ROLLUP_BUCKETS[0] in row:
+            buckets = zip(self.durations, models.ROLLUP_BUCKETS, strict=True)
+            self.durations = [n + (row[name] or 0) for n, name in buckets]
+
+
+# What a chart slot needs summed (its durations are not drawn per slot).
+SLOT_COLUMNS = ("created", "completed", "failed", "stopped")
+
+
+def _sums(columns: tuple[str, ...]) -> dict[str, Sum]:
+    return {name: Sum(name) for name in columns}
+
+
+@dataclass
+class OpsBucket:
+    start: datetime
+    counts: OpsCounts
+
+
+@dataclass
+class OpsAgent:
+    key: int  # the agent's id (0: tasks without an agent)
+    name: str
+    counts: OpsCounts
+    pending: dict[str, int]  # queue -> pending tasks now
+    seen: dict[str, datetime]  # face -> the agent's last write through it
+
+    @property
+    def last_seen(self) -> datetime | None:
+        return max(self.seen.values(), default=None)
+
+
+@dataclass
+class OpsReport:
+    organization: Organization
+    window: OpsWindow
+    agent: str  # the agent filter ("" for every agent)
+    buckets: list[OpsBucket]
+    totals: OpsCounts
+    agents: list[OpsAgent]  # every agent of the organization (the filter's choices), by name
+    workers: list[models.Worker]
+    now: datetime
+
+    @property
+    def shown_agents(self) -> list[OpsAgent]:
+        return [a for a in self.agents if not self.agent or a.name == self.agent]
+
+
+def organizations_for(user) -> list[Organization]:
+    return list(Organization.objects.filter(pk__in=organization_ids_for(user)).order_by("name"))
+
+
+def ops_report(
+    organization: Organization, *, window: str = DEFAULT_OPS_WINDOW, agent: str = "", now: datetime | None = None
+) -> OpsReport:
+    """The operations view of one organization over a window, from its rollups: four queries
+    (agents, the window's rows, the queues now, workers) whatever the number of tasks.
+
+    The caller checked that the user may read the organization (views.ops). An agent name the
+    organization does not have is no filter (`report.agent` says which one applied).
+    """
+    now = now or timezone.now()
+    spec = OPS_WINDOWS[window]
+    epoch = int(now.timestamp()) // spec.span * spec.span
+    starts = [datetime.fromtimestamp(epoch - spec.span * (spec.buckets - 1 - i), UTC) for i in range(spec.buckets)]
+    agents = {0: "(no agent)"} | dict(
+        models.Agent.objects.filter(organization=organization).order_by().values_list("pk", "name")
+    )
+    key = next((k for k, name in agents.items() if name == agent), None)
+    if key is None:
+        agent = ""
+    rows = models.TaskRollup.objects.filter(organization=organization, span=spec.span, start__gte=starts[0])
+    gauges = models.TaskRollup.objects.filter(organization=organization, span=rollups.NOW)
+    if agent:
+        rows, gauges = rows.filter(agent_key=key), gauges.filter(agent_key=key)
+    # Summed by the database: per slot what the charts show, per agent everything (the window's
+    # totals are the agents' sums). A 7-day window is ~170 rows per agent and queue.
+    by_start = {start: OpsCounts() for start in starts}
+    for row in rows.values("start").annotate(**_sums(SLOT_COLUMNS)).order_by():
+        if row["start"] in by_start:
+            by_start[row["start"]].add(row)
+    by_agent = {k: OpsCounts() for k in agents}
+    totals = OpsCounts()
+    for row in rows.values("agent_key").annotate(**_sums(OpsCounts.COLUMNS)).order_by():
+        totals.add(row)
+        if row["agent_key"] in by_agent:
+            by_agent[row["agent_key"]].add(row)
+    pending: dict[int, dict[str, int]] = {k: {} for k in agents}
+    seen: dict[int, dict[str, datetime]] = {k: {} for k in agents}
+    seen_columns = {face: f"seen_{face}" for face in models.ROLLUP_SEEN_FACES}
+    for row in gauges.values("agent_key", "queue", "pending", *seen_columns.values()).order_by():
+        if row["agent_key"] not in agents:
+            continue  # an agent removed since (its rows go with its organization)
+        if row["pending"]:
+            pending[row["agent_key"]][row["queue"]] = row["pending"]
+        for face, column in seen_columns.items():
+            if row[column] is not None:
+                faces = seen[row["agent_key"]]
+                faces[face] = max(faces.get(face, row[column]), row[column])
+    listed = [
+        OpsAgent(key=k, name=name, counts=by_agent[k], pending=pending[k], seen=seen[k])
+        for k, name in agents.items()
+        # Tasks without an agent are listed only when there are some.
+        if k or by_agent[k].created or by_agent[k].finished or pending[k] or by_agent[k].tokens
+    ]
+    listed.sort(key=lambda a: (a.key == 0, a.name.lower()))
+    workers = list(models.Worker.objects.filter(organization=organization).order_by("-last_heartbeat_at")[:OPS_WORKERS])
+    return OpsReport(
+        organization=organization,
+        window=spec,
+        agent=agent,
+        buckets=[OpsBucket(start=start, counts=by_start[start]) for start in starts],
+        totals=totals,
+        agents=listed,
+        workers=workers,
+        now=now,
     )

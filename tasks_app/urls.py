@@ -2,13 +2,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import activity, saved_views, tasks
+from .views import activity, ops, saved_views, tasks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="task_list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tasks/", tasks.task_list, name="task_list"),
+    # Throughput, failures, durations, tokens, liveness and queues, from the write path's rollups.
+    path("ops/", ops.ops, name="ops"),
     # Saved views of the list: a view's own URL opens it; the owner renames, shares or deletes it.
     path("views/", saved_views.saved_view_create, name="saved_view_create"),
     path("views/<int:view_id>/", saved_views.saved_view_open, name="saved_view_open"),

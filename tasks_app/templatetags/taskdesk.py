@@ -12,7 +12,7 @@ from django import template
 from django.urls import reverse
 from django.utils import timezone
 
-from tasks_app import lifecycle, selectors
+from tasks_app import charts, lifecycle, selectors
 
 register = template.Library()
 
@@ -159,6 +159,12 @@ def duration(seconds: float | int | None) -> str:
         return f"{hours} h {minutes:02d} m"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours:02d} h"
+
+
+@register.filter
+def short_duration(seconds: float | None) -> str:
+    """A duration in one short unit (the operations view's tiles and axes): 45 s, 1.5 min, 2.3 h."""
+    return charts.short_duration(seconds)
 
 
 @register.filter
