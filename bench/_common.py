@@ -88,7 +88,7 @@ def copy_tasks(template_pk: int, organization_id: int, count: int, *, first: int
         (params["before"],) = cursor.fetchone()
         cursor.execute(
             f"INSERT INTO tasks_app_task ({', '.join(quote(c) for c in columns)})"  # noqa: S608 (column names from the model)
-            f" SELECT {select} FROM tasks_app_task t CROSS JOIN generate_series(%(first)s, %(last)s) g"
+            f" SELECT {select} FROM tasks_app_task t CROSS JOIN generate_series(%(first)s::int, %(last)s::int) g"
             " WHERE t.id = %(template)s",
             params,
         )

@@ -60,7 +60,7 @@ def seed(tasks: int) -> float:
 def clone_finished(organization_id: int, target: int) -> int:
     """Copies of the organization's finished demo tasks, with their events and activity, until `target` are eligible.
 
-    In SQL (seed_demo writes ~1,000 tasks/s; a million would take a quarter of an hour): copy k
+    In SQL, with their activity (seed_demo's own copies carry none, and retention strips it): copy k
     of task t gets the id t.id + k * span and the public id `<id>-c<k>`, and its events and
     activity entries are copies of t's pointing at it. Returns how many tasks are eligible.
     """
@@ -76,12 +76,17 @@ def clone_finished(organization_id: int, target: int) -> int:
         return ", ".join(quote(n) for n in names), ", ".join(overrides.get(n, f"x.{quote(n)}") for n in names)
 
     task_cols, task_select = columns(
-        Task, {"id": "x.id + %(k)s * %(span)s", "public_id": "x.public_id || '-c' || %(k)s", "parent_id": "NULL"}
+        Task,
+        {
+            "id": "x.id + %(k)s::bigint * %(span)s::bigint",
+            "public_id": "x.public_id || '-c' || %(k)s::int",
+            "parent_id": "NULL",
+        },
     )
-    event_cols, event_select = columns(TaskEvent, {"task_id": "x.task_id + %(k)s * %(span)s"})
+    event_cols, event_select = columns(TaskEvent, {"task_id": "x.task_id + %(k)s::bigint * %(span)s::bigint"})
     # A copied result does not point at the original's call (a call has one result): copies stand unpaired.
     activity_cols, activity_select = columns(
-        ActivityEntry, {"task_id": "x.task_id + %(k)s * %(span)s", "call_id": "NULL"}
+        ActivityEntry, {"task_id": "x.task_id + %(k)s::bigint * %(span)s::bigint", "call_id": "NULL"}
     )
     with connection.cursor() as cursor:
         cursor.execute("SELECT max(id) FROM tasks_app_task")

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from tasks_app import selectors, services
 from tasks_app.models import Agent, HitlRequest, Membership, Role
+from tasks_app.templatetags.taskdesk import exact_time, machine_time
 
 from .test_approvals import HX, _paused
 
@@ -195,6 +196,11 @@ def test_the_decided_tab_says_who_decided_what_when(client, alice, acme, system_
     html = _get(client, DECIDED)
     assert _ids(html) == [rejected, approved, responded]  # newest decision first
     assert html.count('by <span class="hitl-decider">alice</span>') == 3
+    # When, as people read it ("just now"), ticking in the page; the exact time on hover.
+    when = HitlRequest.objects.get(pk=rejected).decided_at
+    assert (
+        f'<time datetime="{machine_time(when)}" data-relative title="{exact_time(when)}">just now</time>' in html
+    )
     assert "Answered" in html and "chosen option" in html and "c0" in html
     assert "Rejected" in html and "not now 2" in html
     assert "Payload amended before approval" in html and "<ins>101</ins>" in html

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import F
 
 from tasks_app import lifecycle, scenarios, selectors, services
+from tasks_app.management.commands import seed_demo
 from tasks_app.models import (
     ActivityEntry,
     ApiToken,
@@ -21,6 +22,8 @@ from tasks_app.models import (
     hash_token,
 )
 from tasks_app.scenarios import Work
+
+from .conftest import requires_postgres
 
 
 def seed(**options) -> str:
@@ -245,3 +248,42 @@ def test_simulate_agents_with_given_tokens_creates_none(db):
             "simulate_agents", url=url, tokens=["acme=td_remote"], wait=0.3, stdout=StringIO(), stderr=StringIO()
         )
     assert not ApiToken.objects.exists()
+
+
+@requires_postgres
+def test_seed_demo_copies_beyond_the_templates_in_sql(db, monkeypatch):
+    """On PostgreSQL tasks beyond the templates are copied in SQL: the ids the Python path would
+    give, one created event each whose snapshot is the copy's, no pending question, counts exact;
+    a second run, or a larger one, adds only what is missing."""
+    monkeypatch.setattr(seed_demo, "TEMPLATES", 30)
+    monkeypatch.setattr(seed_demo, "COPY_BATCH", 40)
+    seed(tasks=150)
+    numbers = {"acme": 0, "globex": 0}
+    expected = set()
+    for i in range(150):
+        slug = "acme" if i % 3 != 2 else "globex"
+        numbers[slug] += 1
+        expected.add((slug, f"demo-{slug}-{numbers[slug]:04d}"))
+    assert set(Task.objects.values_list("organization__slug", "public_id")) == expected
+    events = TaskEvent.objects.filter(type="task.created").select_related("task")
+    assert events.count() == TaskEvent.objects.count() == 150
+    for event in events:
+        task = event.task
+        assert event.organization_id == task.organization_id
+        assert event.created_at == task.created_at
+        assert event.snapshot["public_id"] == task.public_id
+        assert event.snapshot["status"] == task.status
+        assert event.snapshot["title"] == task.title
+    copies = Task.objects.filter(pk__gt=Task.objects.order_by("pk")[29].pk)
+    assert copies.count() == 120
+    assert not copies.filter(status=lifecycle.Status.PAUSED).exists()
+    assert not copies.filter(parent__isnull=False).exists()
+    assert HitlRequest.objects.filter(task__in=copies).count() == 0
+    # Newer index, newer task (per organization), as the Python path spreads them.
+    acme = list(Task.objects.filter(organization__slug="acme").order_by("pk").values_list("created_at", flat=True))
+    assert acme[20:] == sorted(acme[20:])
+    assert_counts_match_the_tasks()
+    assert "0 new tasks (150 already there)" in seed(tasks=150)
+    assert "30 new tasks (150 already there)" in seed(tasks=180)
+    assert Task.objects.count() == TaskEvent.objects.count() == 180
+    assert_counts_match_the_tasks()

@@ -56,6 +56,16 @@ class FragmentCache:
         self._done.clear()
         self._in_flight.clear()
 
+    def has(self, key: Key) -> bool:
+        return key in self._done
+
+    def remember(self, key: Key, html: str) -> None:
+        """A render made elsewhere (the hub's drain renders in the worker hop that reads the log)."""
+        self._done[key] = html
+        self._done.move_to_end(key)
+        while len(self._done) > self.size:
+            self._done.popitem(last=False)
+
     async def html(
         self, event_id: int, *, page: str, can_edit: bool, view: str = "", event: TaskEvent | None = None
     ) -> str:
@@ -80,9 +90,7 @@ class FragmentCache:
             )
         finally:
             self._in_flight.pop(key, None)
-        self._done[key] = html
-        while len(self._done) > self.size:
-            self._done.popitem(last=False)
+        self.remember(key, html)
         return html
 
 

@@ -12,8 +12,9 @@ event streams (`api/sse.py`) register with it instead of each joining channel-la
   after the hub's mark, in id order, from the log (`selectors.events_after`).
 - **Fan-out.** For each event, the sockets that may see it and have not yet had it (each keeps
   its own position per organization; a detail socket only its task's events) get the fragment,
-  rendered once per (event, page, role, list view) by `cache.fragments`, the same string to
-  every socket of that audience.
+  rendered once per (event, page, role, list view), in the same worker-thread hop that read
+  the page of events, and kept in `cache.fragments`; the same string (and the same prebuilt
+  websocket frame) goes to every socket of that audience.
 - **Joining.** A socket that registers catches up first (its replay: the events after the
   position its page was rendered at, scoped to its task for a detail page), under its
   organization's drain lock, so no event falls between its replay and the live stream.
@@ -53,7 +54,7 @@ from .. import selectors
 from ..models import TaskEvent
 from . import credentials, wire
 from .bell import bell_group
-from .cache import fragments
+from .cache import fragments, render_event_html
 
 logger = logging.getLogger(__name__)
 
@@ -311,7 +312,16 @@ class Hub:
             self.stats["drains"] += 1
             self.last_drain[org] = time.monotonic()
             while self.registrations.get(org) and org in self.delivered:
-                events = await db(_replay_page)(org, self.delivered[org], None)
+                # One worker-thread hop reads the page of events and renders each for every
+                # audience registered now; the fan-out then finds the renders in the cache.
+                wanted = {
+                    (reg.page, reg.reader.orgs.get(org, False), reg.reader.view, reg.reader.task_pk)
+                    for reg in self.registrations.get(org, ())
+                    if org in reg.live and not reg.closed
+                }
+                events, rendered = await db(_read_and_render)(org, self.delivered[org], wanted)
+                for key, html in rendered.items():
+                    fragments.remember(key, html)
                 for event in events:
                     await self._fan_out(org, event)
                     self.delivered[org] = event.pk
@@ -576,6 +586,24 @@ def _live_state(orgs: list[int], identities: list[credentials.Identity]) -> tupl
     """The organizations' newest event ids and the identities' fingerprints (one worker-thread hop)."""
     heads = selectors.newest_event_ids(orgs) if orgs else {}
     return heads, credentials.fingerprints(identities)
+
+
+def _read_and_render(org: int, after: int, audiences: set[tuple]) -> tuple[list[TaskEvent], dict[tuple, str]]:
+    """A page of the log after `after`, and each event rendered for each audience that sees it
+    ((page, can_edit, view, task or None) -> rendered under the fragment cache's keys). A render
+    that fails is left out: the fan-out renders it again and logs why."""
+    events = _replay_page(org, after, None)
+    rendered: dict[tuple, str] = {}
+    for event in events:
+        for page, can_edit, view, task_pk in audiences:
+            key = (event.pk, page, can_edit, view)
+            if (task_pk is not None and task_pk != event.task_id) or key in rendered or fragments.has(key):
+                continue
+            try:
+                rendered[key] = render_event_html(event, page=page, can_edit=can_edit, view=view)
+            except Exception:  # noqa: BLE001, S112 (rendered again, and logged, by the fan-out)
+                continue
+    return events, rendered
 
 
 def _replay_page(org: int, after: int, task_pk: int | None) -> list[TaskEvent]:

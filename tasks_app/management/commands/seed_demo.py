@@ -10,6 +10,12 @@ advisory lock and live bell of the services would make a million rows take hours
 seeded task still gets its `task.created` TaskEvent (bulk-inserted with it, in the same
 transaction), so the history and the replay log are as consistent as for any other task.
 Seeded events ring no bell: no browser shows tasks that did not exist a moment ago.
+
+Large sets on PostgreSQL: the first TEMPLATES tasks are built in Python as above; every later
+one is a copy of one of them made in SQL (`_copy_tasks`, COPY_BATCH per statement): its own id,
+number and times, the template's work, status and created event (snapshot rewritten to the
+copy), no activity log, no parent and no pending question (paused templates are not copied: the
+inbox keeps its few hundred questions at any size). A million tasks take minutes, not hours.
 """
 
 import random
@@ -66,6 +72,8 @@ STATUS_WEIGHTS = {
 }
 RICH_UP_TO = 1000  # tasks below this index get activity logs; beyond it, one in RICH_EVERY
 RICH_EVERY = 100
+TEMPLATES = 3000  # tasks built in Python; beyond them (PostgreSQL) copies in SQL. A multiple of 3 (the org deal)
+COPY_BATCH = 100_000  # copied tasks per statement
 EVENT_CHANGES = sorted(["status", "title", "priority", "source", "input_text", "metadata"])
 
 
@@ -88,7 +96,9 @@ class Command(BaseCommand):
             orgs = self._organizations()
             self._users(orgs)
             agents = self._agents(orgs)
+        self.phases: dict[str, float] = {}
         created, rows = self._tasks(orgs, agents, count=tasks, seed=seed, batch=batch, progress=not no_progress)
+        finishing = time.monotonic()
         if created:
             # The rows bypassed the services: rebuild the status counts and the operations view's
             # rollups they keep, and give the planner fresh statistics (autovacuum may be off) so
@@ -105,6 +115,7 @@ class Command(BaseCommand):
                         "tasks_app_taskrollup",
                     ):
                         cursor.execute(f"ANALYZE {table}")  # noqa: S608 (fixed names)
+        self.phases["counts, rollups, ANALYZE"] = time.monotonic() - finishing
         elapsed = time.monotonic() - started
         rate = rows / elapsed if elapsed > 0 else 0
         self.stdout.write(
@@ -112,6 +123,8 @@ class Command(BaseCommand):
             f"{rows} rows in {elapsed:.1f} s ({rate:,.0f} rows/s). Users: admin, alice, bob, charlie "
             f"(password '{PASSWORD}')."
         )
+        if created >= 10_000:
+            self.stdout.write("  " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.phases.items()))
 
     def _organizations(self) -> dict[str, Organization]:
         orgs = {}
@@ -154,8 +167,10 @@ class Command(BaseCommand):
         span = timedelta(minutes=min(count * 15, 90 * 24 * 60))
         created = rows = 0
         bar = tqdm(total=count, unit="task", disable=not progress or None, desc="seed_demo")
-        for start in range(0, count, batch):
-            indexes = range(start, min(start + batch, count))
+        built_up_to = min(count, TEMPLATES) if connection.vendor == "postgresql" else count
+        began = time.monotonic()
+        for start in range(0, built_up_to, batch):
+            indexes = range(start, min(start + batch, built_up_to))
             ids = {i: f"demo-{plan[i]}-{numbers[i]:04d}" for i in indexes}
             existing = set(Task.objects.filter(public_id__in=ids.values()).values_list("public_id", flat=True))
             todo = [i for i in indexes if ids[i] not in existing]
@@ -167,8 +182,116 @@ class Command(BaseCommand):
                     rows += _insert(built)
                 created += len(todo)
             bar.update(len(indexes))
+        self.phases[f"built {built_up_to:,}"] = time.monotonic() - began
+        began = time.monotonic()
+        templates = [f"demo-{plan[i]}-{numbers[i]:04d}" for i in range(built_up_to)]
+        for start in range(built_up_to, count, COPY_BATCH):
+            end = min(start + COPY_BATCH, count)
+            with transaction.atomic():
+                copied = _copy_tasks(orgs, templates, start=start, end=end, count=count, base=base, span=span)
+            created += copied
+            rows += copied * 2
+            bar.update(end - start)
+        if count > built_up_to:
+            self.phases[f"copied {count - built_up_to:,} in SQL"] = time.monotonic() - began
         bar.close()
         return created, rows
+
+
+# Copies of the templates, in SQL (PostgreSQL). For task index g of this run: its organization
+# and number as `_tasks` deals them (2:1 acme, globex), its creation time as `_build` spreads them
+# over the span (seconds from g), its template the n-th of that organization's non-paused
+# templates. Existing ids are kept (ON CONFLICT DO NOTHING): the command stays idempotent.
+_COPY_SQL = """
+WITH wanted AS (
+    SELECT g,
+           CASE WHEN g %% 3 = 2 THEN %(globex)s::bigint ELSE %(acme)s::bigint END AS org,
+           CASE WHEN g %% 3 = 2 THEN 'globex' ELSE 'acme' END AS slug,
+           CASE WHEN g %% 3 = 2 THEN g / 3 + 1 ELSE 2 * (g / 3) + g %% 3 + 1 END AS number,
+           %(base)s::timestamptz - %(span)s::interval * ((%(count)s::float8 - g) / %(count)s::float8)
+               - make_interval(secs => g %% 60) AS created_at
+    FROM generate_series(%(start)s::bigint, %(end)s::bigint - 1) AS g
+), pool AS (
+    SELECT id, organization_id, created_at, row_number() OVER (PARTITION BY organization_id ORDER BY id) - 1 AS n
+    FROM tasks_app_task
+    WHERE organization_id IN (%(acme)s::bigint, %(globex)s::bigint) AND public_id = ANY(%(templates)s)
+      AND status <> 'paused'
+), sizes AS (
+    SELECT organization_id, count(*) AS size FROM pool GROUP BY organization_id
+), source AS (
+    SELECT w.g, w.org, w.created_at, p.id AS template_id, w.created_at - p.created_at AS shift,
+           'demo-' || w.slug || '-' || CASE WHEN w.number < 10000 THEN lpad(w.number::text, 4, '0')
+                                            ELSE w.number::text END AS public_id
+    FROM wanted w JOIN sizes z ON z.organization_id = w.org
+    JOIN pool p ON p.organization_id = w.org AND p.n = w.number %% z.size  -- an equi-join: hashed
+), copied AS (
+    INSERT INTO tasks_app_task ({task_columns})
+    SELECT {task_values} FROM source s JOIN tasks_app_task x ON x.id = s.template_id ORDER BY s.g
+    ON CONFLICT DO NOTHING
+    RETURNING id, organization_id, public_id, created_at, updated_at, started_at, paused_at, finished_at
+)
+INSERT INTO tasks_app_taskevent ({event_columns})
+SELECT {event_values}
+FROM copied c JOIN source s ON s.org = c.organization_id AND s.public_id = c.public_id
+JOIN tasks_app_taskevent x ON x.task_id = s.template_id AND x.type = 'task.created'
+ORDER BY c.id
+"""
+_COPIED_TASK = {
+    "public_id": "s.public_id",
+    "name": "NULL",
+    "parent_id": "NULL",
+    "assigned_worker_id": "NULL",
+    "create_fingerprint": "''",
+    "version": "1",
+    "created_at": "s.created_at",
+    "updated_at": "x.updated_at + s.shift",
+    "started_at": "x.started_at + s.shift",
+    "paused_at": "x.paused_at + s.shift",
+    "finished_at": "x.finished_at + s.shift",
+}
+_COPIED_EVENT = {
+    "task_id": "c.id",
+    "task_version": "1",
+    "created_at": "c.created_at",
+    "snapshot": (
+        "x.snapshot || jsonb_build_object('public_id', c.public_id, 'name', NULL, 'version', 1,"
+        " 'created_at', c.created_at, 'updated_at', c.updated_at, 'started_at', c.started_at,"
+        " 'paused_at', c.paused_at, 'finished_at', c.finished_at, 'parent_public_id', NULL,"
+        " 'pending_hitl_id', NULL)"
+    ),
+}
+
+
+def _copy_sql() -> str:
+    quote = connection.ops.quote_name
+
+    def columns(model, overrides):
+        names = [f.column for f in model._meta.concrete_fields if f.column != "id"]
+        return ", ".join(quote(n) for n in names), ", ".join(overrides.get(n, f"x.{quote(n)}") for n in names)
+
+    task_columns, task_values = columns(Task, _COPIED_TASK)
+    event_columns, event_values = columns(TaskEvent, _COPIED_EVENT)
+    return _COPY_SQL.format(
+        task_columns=task_columns, task_values=task_values, event_columns=event_columns, event_values=event_values
+    )
+
+
+def _copy_tasks(orgs, templates: list[str], *, start: int, end: int, count: int, base, span) -> int:
+    """Tasks `start`..`end - 1` of this run as copies of the templates (PostgreSQL); returns how many were new."""
+    params = {
+        "acme": orgs["acme"].pk,
+        "globex": orgs["globex"].pk,
+        "templates": templates,
+        "start": start,
+        "end": end,
+        "count": count,
+        "base": base,
+        "span": span,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64MB'")  # the batch's sorts in memory, not on disk
+        cursor.execute(_copy_sql(), params)
+        return cursor.rowcount  # one created event per new task
 
 
 def _pick_status(i: int, rng: random.Random) -> str:
