@@ -76,7 +76,13 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated measures: bare,single,native,xpander,agentex,jsonrpc,fleet"
     )
-    parser.add_argument("--profile", metavar="SVG", help="py-spy record daphne during the native 4-client run")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy record daphne (raw stacks) during one face's run")
+    parser.add_argument(
+        "--profile-face",
+        default="native",
+        choices=["native", "xpander", "agentex", "jsonrpc"],
+        help="which run --profile samples",
+    )
     args = parser.parse_args()
     _common.require_postgres("bench_writes")
     if not settings.REDIS_URL:
@@ -268,11 +274,23 @@ def run(args) -> bool:
             single = td("native PATCH, 1 client", 1, max(2.0, args.seconds / 2), native("single"))
             results.append((single, None, f"p50 < {LATENCY_GOAL_MS:.0f} ms"))
 
-        spy = _py_spy(taskdesk.proc.pid, args.seconds, args.profile) if args.profile else None
+        def profiled(face: str, measure):
+            """The measure, sampled by py-spy when --profile asks for this face."""
+            spy = (
+                _py_spy(taskdesk.proc.pid, args.seconds, args.profile)
+                if args.profile and face == args.profile_face
+                else None
+            )
+            result = measure()
+            if spy is not None:
+                spy.wait(timeout=60)
+            return result
+
         if want("native"):
-            results.append((td(f"native PATCH, {clients} clients", clients, args.seconds, native("native")), raw, ""))
-        if spy is not None:
-            spy.wait(timeout=60)
+            native_run = profiled(
+                "native", lambda: td(f"native PATCH, {clients} clients", clients, args.seconds, native("native"))
+            )
+            results.append((native_run, raw, ""))
 
         def xpander(http, n, i):
             return http.patch(
@@ -282,7 +300,10 @@ def run(args) -> bool:
             )
 
         if want("xpander"):
-            results.append((td(f"xpander update, {clients} clients", clients, args.seconds, xpander), raw, ""))
+            xpander_run = profiled(
+                "xpander", lambda: td(f"xpander update, {clients} clients", clients, args.seconds, xpander)
+            )
+            results.append((xpander_run, raw, ""))
 
         def agentex(http, n, i):
             return http.put(
@@ -292,7 +313,10 @@ def run(args) -> bool:
             )
 
         if want("agentex"):
-            results.append((td(f"agentex update, {clients} clients", clients, args.seconds, agentex), raw, ""))
+            agentex_run = profiled(
+                "agentex", lambda: td(f"agentex update, {clients} clients", clients, args.seconds, agentex)
+            )
+            results.append((agentex_run, raw, ""))
 
         def jsonrpc(http, n, i):
             call = {"jsonrpc": "2.0", "id": i, "method": "task.update"}
@@ -300,18 +324,10 @@ def run(args) -> bool:
             return http.post(f"{taskdesk.url}/rpc", json=call, headers=headers[n])
 
         if want("jsonrpc"):
+            name = f"JSON-RPC task.update, {clients} clients"
+            check = lambda r: "result" in r.json()  # noqa: E731
             results.append(
-                (
-                    td(
-                        f"JSON-RPC task.update, {clients} clients",
-                        clients,
-                        args.seconds,
-                        jsonrpc,
-                        check=lambda r: "result" in r.json(),
-                    ),
-                    raw,
-                    "",
-                )
+                (profiled("jsonrpc", lambda: td(name, clients, args.seconds, jsonrpc, check=check)), raw, "")
             )
         if want("fleet"):
             fleet = td(f"native PATCH, {agents} agents, one org", agents, args.seconds, native("fleet"))

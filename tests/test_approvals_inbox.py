@@ -198,9 +198,7 @@ def test_the_decided_tab_says_who_decided_what_when(client, alice, acme, system_
     assert html.count('by <span class="hitl-decider">alice</span>') == 3
     # When, as people read it ("just now"), ticking in the page; the exact time on hover.
     when = HitlRequest.objects.get(pk=rejected).decided_at
-    assert (
-        f'<time datetime="{machine_time(when)}" data-relative title="{exact_time(when)}">just now</time>' in html
-    )
+    assert f'<time datetime="{machine_time(when)}" data-relative title="{exact_time(when)}">just now</time>' in html
     assert "Answered" in html and "chosen option" in html and "c0" in html
     assert "Rejected" in html and "not now 2" in html
     assert "Payload amended before approval" in html and "<ins>101</ins>" in html

@@ -265,15 +265,16 @@ def _retrieve(request: HttpRequest, token: ApiToken, task_id: str | None, task_n
 
 def _update(request: HttpRequest, token: ApiToken, task_id: str | None, task_name: str | None):
     fields = _update_body(request)
-    task = _resolve(token, task_id, task_name)
+    # By id, the kernel's one locked read finds the task (the task it returns is the task as
+    # written, its agent loaded): no read before it, none after.
     task = services.task_update(
-        task=task,
+        task=_by_name(token, task_name) if task_name is not None else task_id,
         actor=_actor(token),
         organization_id=token.organization_id,
         metadata_replace="metadata" in fields,
         **fields,
     )
-    return JsonResponse(task_json(_fresh(task)))
+    return JsonResponse(task_json(task))
 
 
 def _delete(request: HttpRequest, token: ApiToken, task_id: str | None, task_name: str | None):

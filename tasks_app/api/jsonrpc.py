@@ -298,10 +298,6 @@ def _actor(token: ApiToken) -> Actor:
     return Actor.for_token(token, face=Face.JSONRPC)
 
 
-def _find(token: ApiToken, task_id: str) -> Task:
-    return selectors.get_task_for_token(token, task_id)
-
-
 def task_update(token: ApiToken, params: Any) -> dict[str, Any]:
     p = _Params(params, {"id", "updates"}, {"id", "updates"})
     task_id = _check_task_id(p)
@@ -313,9 +309,8 @@ def task_update(token: ApiToken, params: Any) -> dict[str, Any]:
         updates = ignore_unknown(updates, {"text", "status", "priority", "metadata"}, face=FACE, where="updates")
         fields = _check_fields(p, updates, "updates.")
     p.done()
-    task = services.task_update(
-        task=_find(token, task_id), actor=_actor(token), organization_id=token.organization_id, **fields
-    )
+    # By id: the kernel's one locked read finds it in the token's organization (or TaskNotFound).
+    task = services.task_update(task=task_id, actor=_actor(token), organization_id=token.organization_id, **fields)
     return task_result(task)
 
 

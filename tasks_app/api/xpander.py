@@ -405,7 +405,6 @@ def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | 
     _check_org(token, org)
     body = _known(json_body(request), _UPDATE_KNOWN)
     expected_version = _if_match(request)
-    current = task_for_token(token, task_id)
     fields: dict[str, Any] = {}
     _map_input(body.get("input"), fields)
     _map_tokens(body.get("tokens"), fields)
@@ -423,15 +422,20 @@ def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | 
     if body.get("status") is not None:
         fields["status"] = _parse_status(body["status"])
     # asave() echoes the whole task: an echoed value is not a change, and must not override
-    # what the lifecycle derives (e.g. the duration of a task that finishes in this PATCH).
-    fields = {name: value for name, value in fields.items() if getattr(current, name, object()) != value}
-    if "status" in fields and XPANDER.render(current.status) == body.get("status"):
+    # what the lifecycle derives (e.g. the duration of a task that finishes in this PATCH). The
+    # values compared are read alone (no related rows); the kernel then locks and writes.
+    current = selectors.task_values_for_token(token, task_id, {*fields, "status"})
+    fields = {name: value for name, value in fields.items() if current.get(name, object()) != value}
+    if "status" in fields and XPANDER.render(current["status"]) == body.get("status"):
         fields.pop("status")  # e.g. canceled reads as "stopped": echoing it back changes nothing
     task = services.task_update(
-        task=current, actor=_actor(token), organization_id=token.organization_id,
+        task=task_id, actor=_actor(token), organization_id=token.organization_id,
         expected_version=expected_version, payload_extension_replace=replace_extension, **fields,
     )  # fmt: skip
-    return JsonResponse(task_json(_fresh(task)))
+    # The task as written (agent and parent came with the kernel's locked read), in the token's
+    # organization: no read after the write.
+    task.organization = token.organization
+    return JsonResponse(task_json(task))
 
 
 @_view("tasks.stop", "DELETE")
