@@ -254,6 +254,12 @@ LIVE_CREDENTIALS_CHECK_SECONDS = envfloat("LIVE_CREDENTIALS_CHECK_SECONDS", 2.0,
 # without closing its socket disappears after this many seconds.
 LIVE_PRESENCE_TTL_SECONDS = envfloat("LIVE_PRESENCE_TTL_SECONDS", 10.0, minimum=1.0)
 
+# --- Bulk actions (tasks_app/services/bulk_actions.py) ------------------------------------
+# A bulk action runs in a background thread of the process that accepted it (and is taken up
+# again by any process whose page polls a stalled one). false: only `manage.py run_bulk_actions`
+# runs them (e.g. a dedicated worker beside the daphne processes).
+BULK_ACTIONS_IN_BACKGROUND = envbool("BULK_ACTIONS_IN_BACKGROUND", True)
+
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

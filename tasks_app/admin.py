@@ -24,6 +24,7 @@ from .models import (
     ActivityEntry,
     Agent,
     ApiToken,
+    BulkAction,
     Face,
     HitlRequest,
     Membership,
@@ -518,3 +519,13 @@ class HitlRequestAdmin(TaskLink, ReadOnlyAdmin):
 
     list_filter = ("decision", "organization")
     search_fields = ("=task__public_id", "question")
+
+
+@admin.register(BulkAction)
+class BulkActionAdmin(ReadOnlyAdmin):
+    """Bulk actions are started from the list and run by services.bulk_actions; here they are read."""
+
+    list_display = ("id", "act", "organization", "created_by_label", "total", "done", "refused", "state", "created_at")
+    list_select_related = ("organization",)
+    list_filter = ("act", "organization")
+    search_fields = ("=id", "created_by_label")

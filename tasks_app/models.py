@@ -435,6 +435,8 @@ class Face(models.TextChoices):
     JSONRPC = "jsonrpc", "JSON-RPC"
     COMMAND = "command", "Command"
     SYSTEM = "system", "System"
+    # A person's bulk action from the desk's list, run in the background (services.bulk_actions).
+    BULK = "bulk", "Bulk action"
 
 
 class EventType(models.TextChoices):
@@ -593,3 +595,109 @@ class TaskRollup(models.Model):
 for _bucket in ROLLUP_BUCKETS:
     # One column per duration bucket: a finish adds 1 to its bucket in the same UPSERT as its counts.
     TaskRollup.add_to_class(_bucket, models.IntegerField(db_default=0))
+
+
+class BulkAct(models.TextChoices):
+    STOP = "stop", "Stop"
+    CANCEL = "cancel", "Cancel"
+    RETRY = "retry", "Retry"
+    PRIORITY = "priority", "Set priority"
+    METADATA = "metadata", "Set a metadata key"
+
+
+class BulkAction(models.Model):
+    """One act (stop, cancel, retry, set priority, set a metadata key) on a frozen selection of one
+    organization's tasks, run in the background (services.bulk_actions).
+
+    The selection is frozen at confirmation as its BulkActionItem rows; each task is changed
+    through the services with its own event. `done`, `unchanged` and `refused` are counted
+    from the items after every batch; a runner holds the action by a lease it renews per batch,
+    so a killed runner's action is taken up by the next one where it stopped.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="bulk_actions")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=150)
+    act = models.CharField(max_length=16, choices=BulkAct.choices)
+    # What the act sets: {"reason": ...} (stop, cancel, retry), {"priority": n}, {"key": k, "value": v}.
+    params = models.JSONField(default=dict, blank=True)
+    # "All N matching this filter": the list's view (selectors.TaskFilters.query) it was resolved from.
+    selected_all = models.BooleanField(default=False)
+    view = models.CharField(max_length=2000, blank=True, default="")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    canceled_by_label = models.CharField(max_length=150, blank=True, default="")
+    # Why it stopped before its end other than a cancel (its starter may no longer change the tasks).
+    stopped_reason = models.CharField(max_length=300, blank=True, default="")
+    # The runner holding it (host, process, thread) until `lease_until`; renewed every batch.
+    runner = models.CharField(max_length=200, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["organization", "-id"], name="bulk_action_org"),
+            models.Index(fields=["id"], condition=Q(finished_at__isnull=True), name="bulk_action_unfinished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"bulk action #{self.pk}: {self.act} ({self.total} tasks)"
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.unchanged + self.refused
+
+    @property
+    def not_run(self) -> int:
+        """Tasks a canceled (or stopped) action never reached."""
+        return self.total - self.processed if self.finished_at else 0
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.processed / self.total)
+
+    @property
+    def state(self) -> str:
+        if self.finished_at is not None:
+            if self.cancel_requested_at is not None and self.not_run:
+                return "canceled"
+            return "stopped" if self.stopped_reason else "finished"
+        if self.cancel_requested_at is not None:
+            return "canceling"
+        return "running" if self.started_at else "queued"
+
+
+class BulkOutcome(models.TextChoices):
+    PENDING = "", "Pending"
+    DONE = "done", "Changed"
+    UNCHANGED = "unchanged", "Already so"
+    REFUSED = "refused", "Refused"
+
+
+class BulkActionItem(models.Model):
+    """One task of a bulk action's frozen selection, and what became of it (with why, if refused)."""
+
+    id = models.BigAutoField(primary_key=True)
+    bulk_action = models.ForeignKey(BulkAction, on_delete=models.CASCADE, related_name="items")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    outcome = models.CharField(max_length=10, choices=BulkOutcome.choices, blank=True, default="")
+    reason = models.CharField(max_length=300, blank=True, default="")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bulk_action", "task"], name="bulk_item_unique")]
+        indexes = [
+            # The runner's next batch: the action's items not yet processed, in order.
+            models.Index(fields=["bulk_action", "id"], condition=Q(outcome=""), name="bulk_item_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bulk_action_id}/{self.task_id}: {self.outcome or 'pending'}"

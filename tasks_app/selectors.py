@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Window
+from django.db.models.functions import RowNumber
 from django.http import Http404, QueryDict
 from django.utils import timezone
 
@@ -21,6 +22,8 @@ from . import lifecycle, models
 from .models import (
     ActivityEntry,
     ApiToken,
+    BulkAction,
+    BulkActionItem,
     HitlDecision,
     HitlRequest,
     Membership,
@@ -70,6 +73,11 @@ def can_edit(user, organization_id: int) -> bool:
 def require_edit(user, organization_id: int) -> None:
     if not can_edit(user, organization_id):
         raise PermissionDenied("Your role in this organization is read-only.")
+
+
+def editable_organization_ids(user) -> list[int]:
+    """The organizations whose tasks this person may change (operator or admin)."""
+    return sorted(org for org, role in memberships_for(user).items() if role in EDIT_ROLES)
 
 
 def tasks_for_user(user) -> QuerySet[Task]:
@@ -1051,3 +1059,91 @@ def ops_report(
         workers=workers,
         now=now,
     )
+
+
+# --- Bulk actions ----------------------------------------------------------------------------
+
+BULK_IDS_MAX = 10_000  # ids picked row by row; "all matching" takes the list's filter instead
+BULK_EXAMPLES = 5
+
+
+def parse_task_pks(raw: str) -> list[int]:
+    """Row ids from a bulk form ("12,15,40"); what is not an id is dropped, at most BULK_IDS_MAX."""
+    pks = []
+    for part in raw.split(",")[:BULK_IDS_MAX]:
+        part = part.strip()
+        if part.isascii() and part.isdigit() and len(part) <= 18:
+            pks.append(int(part))
+    return list(dict.fromkeys(pks))
+
+
+def bulk_selection(user, *, pks: list[int] | None = None, view: str | None = None) -> QuerySet[Task]:
+    """The tasks a bulk action would act on: the rows picked (`pks`), or every task of the list's
+    view (`view`, the list's own filter), only live tasks of organizations where this person may
+    change tasks. Ids of anything else are left out, never trusted."""
+    qs = Task.objects.filter(organization_id__in=editable_organization_ids(user), deleted_at__isnull=True)
+    if view is not None:
+        return filter_tasks(qs, task_filters_for_view(view))
+    return qs.filter(pk__in=pks or [])
+
+
+def bulk_selection_organizations(qs: QuerySet[Task]) -> list[tuple[Organization, int]]:
+    """The organizations a selection holds tasks of, with how many, by name (one query)."""
+    counts = dict(qs.order_by().values_list("organization_id").annotate(n=Count("pk")))
+    if not counts:
+        return []
+    organizations = Organization.objects.filter(pk__in=counts).order_by("name")
+    return [(organization, counts[organization.pk]) for organization in organizations]
+
+
+def bulk_actions_for_user(user, *, limit: int = 50) -> list[BulkAction]:
+    """Recent bulk actions of the person's organizations, newest first."""
+    return list(
+        BulkAction.objects.filter(organization_id__in=organization_ids_for(user))
+        .select_related("organization")
+        .order_by("-id")[:limit]
+    )
+
+
+def get_bulk_action_for_user(user, action_id: int) -> BulkAction:
+    """A bulk action of one of the person's organizations (any role may read it); 404 otherwise."""
+    action = (
+        BulkAction.objects.filter(organization_id__in=organization_ids_for(user), pk=action_id)
+        .select_related("organization")
+        .first()
+    )
+    if action is None:
+        raise Http404("No such bulk action.")
+    return action
+
+
+@dataclass
+class BulkOutcomeGroup:
+    outcome: str
+    reason: str
+    count: int
+    examples: list[Task] = field(default_factory=list)
+
+
+def bulk_action_outcomes(action: BulkAction) -> list[BulkOutcomeGroup]:
+    """What became of an action's tasks so far, grouped by outcome and reason (refusals by why),
+    each with a few example tasks: two queries whatever the number of tasks."""
+    items = BulkActionItem.objects.filter(bulk_action_id=action.pk).exclude(outcome="").order_by()
+    groups = {
+        (outcome, reason): BulkOutcomeGroup(outcome, reason, n)
+        for outcome, reason, n in items.values_list("outcome", "reason").annotate(n=Count("pk"))
+    }
+    if groups:
+        examples = (
+            items.select_related("task__organization")
+            .only("outcome", "reason", "task__public_id", "task__title", "task__organization__slug")
+            .annotate(
+                place=Window(RowNumber(), partition_by=[F("outcome"), F("reason")], order_by=F("pk").asc()),
+            )
+            .filter(place__lte=BULK_EXAMPLES)
+            .order_by("pk")
+        )
+        for item in examples:
+            groups[(item.outcome, item.reason)].examples.append(item.task)
+    order = {"done": 0, "unchanged": 1, "refused": 2}
+    return sorted(groups.values(), key=lambda g: (order.get(g.outcome, 3), -g.count, g.reason))

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
-from .views import activity, ops, saved_views, tasks
+from .views import activity, bulk, ops, saved_views, tasks
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="task_list", permanent=False)),
@@ -15,6 +15,13 @@ urlpatterns = [
     path("views/", saved_views.saved_view_create, name="saved_view_create"),
     path("views/<int:view_id>/", saved_views.saved_view_open, name="saved_view_open"),
     path("views/<int:view_id>/<slug:action>/", saved_views.saved_view_change, name="saved_view_change"),
+    # Bulk actions from the list: preview (nothing changes), start (frozen, run in the background),
+    # one action's progress and summary, cancel, and the organization's recent ones.
+    path("bulk/", bulk.bulk_actions_list, name="bulk_actions"),
+    path("bulk/preview/", bulk.bulk_preview, name="bulk_preview"),
+    path("bulk/start/", bulk.bulk_start, name="bulk_start"),
+    path("bulk/<int:action_id>/", bulk.bulk_action, name="bulk_action"),
+    path("bulk/<int:action_id>/cancel/", bulk.bulk_action_cancel, name="bulk_action_cancel"),
     # A task's pages live under its organization: ids are unique within an organization only.
     path("tasks/<slug:org>/<str:task_id>/", tasks.task_detail, name="task_detail"),
     path("tasks/<slug:org>/<str:task_id>/status/", tasks.task_set_status, name="task_set_status"),

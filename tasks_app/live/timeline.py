@@ -29,7 +29,7 @@ OBJECT_FIELDS = frozenset(
 # Bookkeeping a status change implies: shown, but after the fields someone chose to change.
 IMPLIED_FIELDS = ("started_at", "paused_at", "finished_at", "duration", "is_manually_stopped", "execution_attempts")
 # Facts an event carries that its headline shows (a HITL question, a decision) or nobody reads.
-UNLISTED_FACTS = frozenset({"hitl_id", "question", "decision", "activity_ids", "kinds"})
+UNLISTED_FACTS = frozenset({"hitl_id", "question", "decision", "activity_ids", "kinds", "bulk_action"})
 DIFF_DEPTH = 3
 SHORT_VALUE = 160
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -155,6 +155,12 @@ class EventItem:
     @property
     def kind(self) -> str:
         return self.event.type.removeprefix("task.")
+
+    @property
+    def bulk_action(self) -> int | None:
+        """The bulk action this change was part of (services.bulk_actions), if any."""
+        value = (self.event.after or {}).get("bulk_action")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 DECISION_LABELS = dict(HitlDecision.choices)

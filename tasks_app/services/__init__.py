@@ -7,11 +7,19 @@ with the task's snapshot), and ring the live bell after commit.
 
 Modules: `kernel` (the skeleton), `tasks`, `activity`, `hitl`, `tokens`, `workers`, `retention`;
 `validation` (what may be stored), `errors` (refusals), `actors`, `snapshots`, `counters`; and
-`saved_views` (the list's saved views, which are not tasks).
+`saved_views` (the list's saved views, which are not tasks); `bulk_actions` (one act on many
+tasks, previewed, frozen and run in the background through the same task services).
 """
 
 from .activity import append_activity
 from .actors import Actor
+from .bulk_actions import (
+    bulk_action_cancel,
+    bulk_action_start,
+    bulk_actions_run,
+    bulk_preview,
+    may_run_bulk_actions,
+)
 from .errors import (
     HitlAlreadyDecided,
     HitlError,
@@ -96,6 +104,11 @@ __all__ = [
     "saved_view_rename",
     "saved_view_share",
     "saved_view_delete",
+    "may_run_bulk_actions",
+    "bulk_preview",
+    "bulk_action_start",
+    "bulk_action_cancel",
+    "bulk_actions_run",
     "api_token_create",
     "api_token_revoke",
     "api_token_authenticate",

@@ -16,6 +16,8 @@ class Actor:
     face: str
     user: AbstractBaseUser | None = None
     token: ApiToken | None = None
+    # The bulk action a change is part of: its event says so (after["bulk_action"]).
+    bulk_action: int | None = None
 
     @classmethod
     def for_user(cls, user: AbstractBaseUser, face: str = Face.DASHBOARD) -> "Actor":

@@ -250,6 +250,9 @@ class Change:
         counters.apply(task.organization_id, self._counted_as, counted_as)
         rollups.apply(self, self._counted_as, created=type == EventType.CREATED)
         self._counted_as = counted_as
+        if self.actor.bulk_action is not None:
+            # Beside the changed fields, as a decision's facts are: which bulk action did this.
+            self.after["bulk_action"] = self.actor.bulk_action
         snapshot = None
         if type != EventType.ACTIVITY:
             snapshot = task_snapshot(task, pending_hitl_id=self._pending_hitl_id())
