@@ -18,14 +18,17 @@ whose role was taken away stops changing tasks within a batch).
 
 Running. A runner takes an unfinished action with a lease (SELECT ... FOR UPDATE SKIP LOCKED on
 PostgreSQL, then `lease_until`), renews it before every batch, and works through the action's
-pending items in id order, BATCH at a time. Each task's change and its item's outcome commit in
-one transaction, the item updated only while still pending (else the change is rolled back): a
-runner killed at any moment leaves every item either processed with its change or pending
-without one, and the next runner (once the lease lapses) goes on from there, so no task is
-changed twice. A refusal the lifecycle decides from the status read with the batch is recorded
-without locking the task (a refused act changes nothing); for the others the service checks
-everything again under its lock. A version conflict (the task changed between the batch's read
-and the lock) is retried once with a fresh read; a second one is a refusal.
+pending items in id order, BATCH at a time. Each task is changed by its service in the service's
+own transaction, as any single change is; the batch's outcomes are recorded after it. The event
+log is what says a task was changed by this action (its event names the action), so a runner
+killed mid-batch loses nothing: the next one (once the lease lapses) finds those tasks in the log
+and records them as done without calling the service again, and carries on with the rest. Two
+runners on one action (a lease lapsed under a slow one) cannot both change a task either: both
+read its version, one wins, the other's call is a version conflict, and it asks the log. A
+refusal the lifecycle decides from the status read with the batch is recorded without locking the
+task (a refused act changes nothing); for the others the service checks everything again under
+its lock. A version conflict (someone else changed the task between the batch's read and the
+lock) is retried once with a fresh read; a second one is a refusal.
 """
 
 import json
@@ -56,9 +59,11 @@ from ..models import (
     BulkAction,
     BulkActionItem,
     BulkOutcome,
+    EventType,
     Face,
     Organization,
     Task,
+    TaskEvent,
 )
 from .actors import Actor
 from .errors import (
@@ -424,7 +429,6 @@ def _run(action: BulkAction, runner: str, *, batch: int) -> None:
             _held(action, runner).update(finished_at=timezone.now(), lease_until=None)
             return
         _run_batch(action, actor, items)
-        _count(action)
 
 
 def _starter_may(action: BulkAction) -> bool:
@@ -437,7 +441,7 @@ def _starter_may(action: BulkAction) -> bool:
 
 
 def _count(action: BulkAction) -> None:
-    """The action's counts, from its items (exact whatever was interrupted where)."""
+    """The action's counts recounted from its items, when it ends (each batch adds its own)."""
     counts = dict(
         BulkActionItem.objects.filter(bulk_action_id=action.pk)
         .exclude(outcome=BulkOutcome.PENDING)
@@ -467,57 +471,68 @@ def _refusal_of(action: BulkAction, task: Task | None) -> str | None:
 
 
 def _run_batch(action: BulkAction, actor: Actor, items: list[tuple[int, int]]) -> None:
-    tasks = _read([task_pk for _, task_pk in items], action.organization_id)
-    refused: dict[str, list[int]] = {}
+    """Each task of the batch through its service (its own transaction), then the items' outcomes.
+
+    The event log says what this action already changed (an interrupted run, or another runner
+    that held it at the same time): read after the tasks, so a change committed in between is
+    either in the log or makes the call below a version conflict, which asks the log again.
+    """
+    task_pks = [task_pk for _, task_pk in items]
+    tasks = _read(task_pks, action.organization_id)
+    changed = _changed_by(action, task_pks)
+    outcomes: dict[tuple[str, str], list[int]] = {}
     for item_pk, task_pk in items:
-        task = tasks.get(task_pk)
-        reason = _refusal_of(action, task)
-        if reason is None:
-            reason = _apply(action, actor, item_pk, task)
-        if reason is not None:
-            refused.setdefault(reason[:REASON_MAX], []).append(item_pk)
+        if task_pk in changed:
+            outcome = (BulkOutcome.DONE, "")
+        elif (reason := _refusal_of(action, tasks.get(task_pk))) is not None:
+            outcome = (BulkOutcome.REFUSED, reason)
+        else:
+            outcome = _apply(action, actor, tasks[task_pk])
+        outcomes.setdefault(outcome, []).append(item_pk)
     now = timezone.now()
-    for reason, item_pks in refused.items():
-        # A refusal changed nothing: recorded per batch (an interrupted batch decides them again).
-        BulkActionItem.objects.filter(pk__in=item_pks, outcome=BulkOutcome.PENDING).update(
-            outcome=BulkOutcome.REFUSED, reason=reason, processed_at=now
+    with transaction.atomic():
+        # Counted as the items move out of pending (another runner's moves are its own to count).
+        moved = dict.fromkeys((BulkOutcome.DONE, BulkOutcome.UNCHANGED, BulkOutcome.REFUSED), 0)
+        for (outcome, reason), item_pks in outcomes.items():
+            moved[outcome] += BulkActionItem.objects.filter(pk__in=item_pks, outcome=BulkOutcome.PENDING).update(
+                outcome=outcome, reason=reason[:REASON_MAX], processed_at=now
+            )
+        BulkAction.objects.filter(pk=action.pk).update(
+            done=F("done") + moved[BulkOutcome.DONE],
+            unchanged=F("unchanged") + moved[BulkOutcome.UNCHANGED],
+            refused=F("refused") + moved[BulkOutcome.REFUSED],
         )
 
 
-class _AlreadyProcessed(Exception):
-    """Another runner recorded this item first: this change is rolled back."""
+def _changed_by(action: BulkAction, task_pks: list[int]) -> set[int]:
+    """Which of these tasks this action changed already: their events name it (after.bulk_action)."""
+    events = TaskEvent.objects.filter(task_id__in=task_pks, after__bulk_action=action.pk)
+    return set(events.exclude(type=EventType.ACTIVITY).values_list("task_id", flat=True))
 
 
-def _apply(action: BulkAction, actor: Actor, item_pk: int, task: Task) -> str | None:
-    """Change one task through its service, its item's outcome in the same transaction; why it was refused, or None."""
+def _apply(action: BulkAction, actor: Actor, task: Task) -> tuple[str, str]:
+    """Change one task through its service; the outcome and, for a refusal, why."""
     for attempt in (1, 2):
         try:
-            with transaction.atomic():
-                outcome = BulkOutcome.DONE if _call(action, actor, task) else BulkOutcome.UNCHANGED
-                taken = BulkActionItem.objects.filter(pk=item_pk, outcome=BulkOutcome.PENDING).update(
-                    outcome=outcome, processed_at=timezone.now()
-                )
-                if not taken:
-                    raise _AlreadyProcessed
-            return None
-        except _AlreadyProcessed:
-            return None
+            return (BulkOutcome.DONE if _call(action, actor, task) else BulkOutcome.UNCHANGED, "")
         except VersionConflict:
+            if _changed_by(action, [task.pk]):
+                return (BulkOutcome.DONE, "")  # by another runner of this action, just now
             if attempt == 2:
-                return CHANGED_TWICE
+                return (BulkOutcome.REFUSED, CHANGED_TWICE)
             fresh = _read([task.pk], action.organization_id).get(task.pk)
             if (reason := _refusal_of(action, fresh)) is not None:
-                return reason
+                return (BulkOutcome.REFUSED, reason)
             task = fresh
         except TransitionRefused as exc:
-            return exc.message
+            return (BulkOutcome.REFUSED, exc.message)
         except TaskCleaned:
-            return CLEANED
+            return (BulkOutcome.REFUSED, CLEANED)
         except TaskNotFound:
-            return DELETED
+            return (BulkOutcome.REFUSED, DELETED)
         except ServiceError as exc:
-            return exc.message
-    return None  # not reached
+            return (BulkOutcome.REFUSED, exc.message)
+    raise AssertionError("not reached")
 
 
 def _call(action: BulkAction, actor: Actor, task: Task) -> bool:
