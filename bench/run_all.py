@@ -26,12 +26,14 @@ FULL = [
     ["bench_fanout.py", "--sizes", "1,100,1000", "--events", "40"],
     ["bench_pages.py", "--big", "1000000"],
     ["bench_retention.py", "--eligible", "1000000"],
+    ["bench_bulk.py", "--tasks", "10000"],
 ]
 QUICK = [
     ["bench_writes.py", "--seconds", "3", "--agents", "4"],
     ["bench_fanout.py", "--sizes", "1,100", "--events", "20"],
     ["bench_pages.py", "--big", "100000", "--repeat", "3"],
     ["bench_retention.py", "--seed", "3000", "--eligible", "10000", "--baseline", "5000"],
+    ["bench_bulk.py", "--tasks", "2000", "--rounds", "1"],
 ]
 
 
