@@ -11,7 +11,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from tasks_app import selectors
+from tasks_app import selectors, services
 from tasks_app.api import ratelimit
 from tasks_app.models import Task, TaskEvent
 from tasks_app.services import Actor, InvalidInput, api_token_create, hitl_request, task_create
@@ -374,6 +374,7 @@ def test_an_unexpected_error_on_an_api_path_is_json(client_500, auth, task, monk
     agentex = client_500.get("/agentex/tasks/t1", **auth)  # upstream's {message, code, data}
     assert agentex.status_code == 500 and agentex.json()["code"] == 500
     assert agentex.json()["data"] == {"reason": "server_error"} and agentex.json()["message"]
+    monkeypatch.setattr(services, "task_update", boom)  # JSON-RPC's update reads through the kernel alone
     rpc = _send(client_500, "post", "/rpc", _rpc("task.update", {"id": "t1", "updates": {"text": "y"}}), **auth)
     assert rpc.status_code == 500 and rpc.json()["error"]["code"] == -32603
 
@@ -386,6 +387,7 @@ def test_a_database_outage_is_a_503_with_retry_after(client_500, alice, auth, ta
     monkeypatch.setattr(selectors, "get_task_for_user", unreachable)
     api = client_500.get("/api/v1/tasks/t1", **auth)
     assert api.status_code == 503 and api["Retry-After"] and api.json()["code"] == "unavailable"
+    monkeypatch.setattr(services, "task_update", unreachable)
     rpc = _send(client_500, "post", "/rpc", _rpc("task.update", {"id": "t1", "updates": {"text": "y"}}), **auth)
     assert rpc.status_code == 503 and rpc.json()["error"]["code"] == -32603
     client_500.force_login(alice)
