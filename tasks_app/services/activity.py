@@ -13,7 +13,13 @@ from ..models import ActivityEntry, ActivityKind, EventType, Task
 from .actors import Actor
 from .errors import Errors, InvalidInput
 from .kernel import changing
-from .validation import ACTIVITY_BATCH_LIMIT, ACTIVITY_TEXT_LIMITS, clean_datetime, json_problem, text_problem
+from .validation import (
+    ACTIVITY_BATCH_LIMIT,
+    ACTIVITY_TEXT_LIMITS,
+    check_text,
+    clean_datetime,
+    json_problem,
+)
 
 ACTIVITY_FIELDS = frozenset(
     {
@@ -46,12 +52,7 @@ def _clean_activity(entry: Any, index: int, errors: Errors) -> dict[str, Any]:
         value = entry.get(name)
         if value is None:
             continue
-        if not isinstance(value, str):
-            errors.add(f"{where}.{name}", "Must be a string.")
-        elif len(value) > limit:
-            errors.add(f"{where}.{name}", f"At most {limit:,} characters (got {len(value):,}).")
-        elif problem := text_problem(value):
-            errors.add(f"{where}.{name}", problem)
+        check_text(errors, f"{where}.{name}", value, limit)
         cleaned[name] = value
     for name in ("tool_arguments", "tool_output"):
         if entry.get(name) is not None:

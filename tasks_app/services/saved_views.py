@@ -14,9 +14,9 @@ from django.db import IntegrityError, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
-from ..models import EDIT_ROLES, Organization, SavedView
+from ..models import Organization, SavedView
 from .errors import Errors, InvalidInput, NotAllowed
-from .validation import text_problem
+from .validation import check_text, text_problem
 
 NAME_MAX = 80
 QUERY_MAX = 2000
@@ -26,28 +26,21 @@ VIEWS_PER_PERSON = 200
 
 def may_share_views(user: AbstractBaseUser, organization_id: int) -> bool:
     """Whether this person may share a view with the organization: its operators and admins."""
-    return _role(user, organization_id) in EDIT_ROLES
-
-
-def _role(user: AbstractBaseUser, organization_id: int) -> str | None:
     from .. import selectors  # the memberships the request already read (selectors reads through services)
 
-    return selectors.role_for(user, organization_id)
+    return selectors.can_edit(user, organization_id)  # the one rule of who may change tasks
 
 
 def _is_member(user: AbstractBaseUser, organization_id: int) -> bool:
-    return _role(user, organization_id) is not None
+    from .. import selectors
+
+    return selectors.role_for(user, organization_id) is not None
 
 
 def _clean_name(name: object) -> str:
     errors = Errors()
     cleaned = name.strip() if isinstance(name, str) else ""
-    if not cleaned:
-        errors.add("name", "Give the view a name.")
-    elif len(cleaned) > NAME_MAX:
-        errors.add("name", f"At most {NAME_MAX} characters (got {len(cleaned)}).")
-    elif problem := text_problem(cleaned):
-        errors.add("name", problem)
+    check_text(errors, "name", cleaned, NAME_MAX, empty="Give the view a name.")
     errors.raise_if_any()
     return cleaned
 

@@ -78,6 +78,19 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def check_text(errors: Errors, name: str, value: Any, limit: int, *, empty: str | None = None) -> None:
+    """A string field's checks, reported on `errors`: a string, not empty when `empty` says why it
+    must not be, at most `limit` characters, storable (text_problem)."""
+    if not isinstance(value, str):
+        errors.add(name, "Must be a string.")
+    elif empty is not None and not value.strip():
+        errors.add(name, empty)
+    elif len(value) > limit:
+        errors.add(name, f"At most {limit:,} characters (got {len(value):,}).")
+    elif problem := text_problem(value):
+        errors.add(name, problem)
+
+
 def lookup_text_ok(value: Any) -> bool:
     """Whether a string from a URL or body can name anything stored (else it names nothing: 404)."""
     return isinstance(value, str) and text_problem(value) is None
