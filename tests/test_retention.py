@@ -45,7 +45,7 @@ def finished_task(org, actor, task_id: str, *, status: str = "completed", agent:
         additional_context="VIP customer",
         metadata={"customer": "Ada Lovelace", "ticket": 1234},
         params={"temperature": 0.2},
-        payload_extension={"headers": {"X-Card": "4242"}},
+        payload_extension={"headers": {"X-Card": "card_4242"}},
         mcp_servers=[{"url": "https://mcp.example.com", "token": "secret"}],
         deep_planning={"enabled": True, "tasks": [{"id": "s1", "title": "Call Ada", "completed": True}]},
         status="executing",
@@ -61,7 +61,7 @@ def finished_task(org, actor, task_id: str, *, status: str = "completed", agent:
                 "kind": "tool_call",
                 "tool_name": "issue_refund",
                 "tool_call_id": "c1",
-                "tool_arguments": {"card": "4242"},
+                "tool_arguments": {"card": "card_4242"},
             },
             {"kind": "tool_result", "tool_name": "issue_refund", "tool_call_id": "c1", "tool_output": {"ok": True}},
         ],
@@ -81,7 +81,7 @@ def backdate(task: Task, days: int) -> None:
     Task.objects.filter(pk=task.pk).update(finished_at=timezone.now() - timedelta(days=days))
 
 
-CONTENT_WORDS = ("Ada", "4242", "secret", "VIP", "refund Ada", "Call Ada")
+CONTENT_WORDS = ("Ada", "card_4242", "secret", "VIP", "refund Ada", "Call Ada")
 
 
 def assert_no_content(value) -> None:
@@ -437,7 +437,7 @@ def test_the_desk_shows_a_cleaned_note_and_no_edit_forms(client, alice, cleaned_
     log = client.get("/tasks/acme/t-1/activity/").content.decode()
     assert "Content removed by retention." in log
     assert '<span class="cleaned-note">Removed by retention.</span>' in page  # the decided request's question
-    assert "4242" not in log
+    assert "card_4242" not in log
 
 
 def test_the_live_fragment_of_the_cleaning_replaces_input_and_timeline(alice, cleaned_task):
