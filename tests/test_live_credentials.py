@@ -94,6 +94,8 @@ async def test_an_idle_hub_checks_cheaply_and_sweeps_nobody_until_something_chan
         sockets = [(await connect_live("/ws/tasks/", cookie))[0] for _ in range(5)]
         # The first look at a new identity sweeps it once (it may have changed since its connect).
         assert await wait_for(lambda: hub.stats["sweeps"] >= 1 and hub.stats["log_checks"] >= 3, 5)
+        # Five sockets of one session are one identity to check, however many sockets it has.
+        assert list(hub.identities.values()) == [5] and len(hub.fingerprints) == 1
         sweeps, checks = hub.stats["sweeps"], hub.stats["log_checks"]
         assert await wait_for(lambda: hub.stats["log_checks"] >= checks + 5, 5)
         assert hub.stats["sweeps"] == sweeps  # five more checks, no sweep: nothing changed
@@ -102,6 +104,8 @@ async def test_an_idle_hub_checks_cheaply_and_sweeps_nobody_until_something_chan
         for sock in sockets:
             assert 'id="live-notice"' in await sock.receive_from(timeout=5)  # the role change reached each
             await sock.disconnect()
+        # The last socket of an identity gone, the checks forget it.
+        assert await wait_for(lambda: not hub.identities and not hub.fingerprints, 5)
     finally:
         await live_hub.reset_hub_for_running_loop()
 

@@ -28,7 +28,8 @@ event streams (`api/sse.py`) register with it instead of each joining channel-la
   (a restarted Redis has forgotten them). Nothing here can block a write.
 - **Credentials.** Every CREDENTIALS_CHECK seconds the hub asks PostgreSQL for one fingerprint
   per reader identity (`credentials.fingerprints`, in the same database call as the idle
-  check): its session, password, flags, memberships, roles and token. Only identities whose
+  check; the hub counts its distinct identities as sockets come and go, so a check looks at a
+  few per user, never at every socket): its session, password, flags, memberships, roles and token. Only identities whose
   fingerprint changed (or that are new) are swept (`credentials.sweep`): ended or expired
   sessions, changed passwords, deactivated users and revoked tokens close their sockets and
   streams; a removed membership takes that organization away; a changed role re-renders what
@@ -42,6 +43,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -127,6 +129,7 @@ class Registration:
     positions: dict[int, int] = field(default_factory=dict)
     live: set[int] = field(default_factory=set)
     closed: bool = False
+    detached: bool = False
 
     @property
     def page(self) -> str:
@@ -141,6 +144,7 @@ class Listener:
     identity: credentials.Identity | None  # None: nothing to re-check (a system stream)
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     ended: bool = False
+    gone: bool = False
 
 
 class Hub:
@@ -163,6 +167,9 @@ class Hub:
         self.stats = {"drains": 0, "bells": 0, "idle_catchups": 0, "pushes": 0, "sweeps": 0, "log_checks": 0}
         # Each reader identity's credentials fingerprint at the last check (live.credentials).
         self.fingerprints: dict[tuple, str] = {}
+        # The distinct identities of the open sockets and streams, with how many hold each: the
+        # periodic check looks at these (a few per user), not at every socket.
+        self.identities: Counter[credentials.Identity] = Counter()
         self._pace_changed = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -201,6 +208,7 @@ class Hub:
         """
         self.start()
         registration = Registration(reader)
+        self.identities[reader.identity] += 1
         for org in reader.orgs:
             self.registrations.setdefault(org, set()).add(registration)
         await self._join(list(reader.orgs))
@@ -220,6 +228,9 @@ class Hub:
 
     async def detach(self, registration: Registration) -> None:
         registration.closed = True
+        if not registration.detached:
+            registration.detached = True
+            self._forget_identity(registration.reader.identity)
         for org in list(registration.reader.orgs) + list(registration.positions):
             regs = self.registrations.get(org)
             if regs is not None:
@@ -266,6 +277,8 @@ class Hub:
         self.start()
         listener = Listener(organization_id, identity)
         self.listeners.setdefault(organization_id, set()).add(listener)
+        if identity is not None:
+            self.identities[identity] += 1
         self.loop.create_task(self._join([organization_id]))
         return listener
 
@@ -273,7 +286,17 @@ class Hub:
         listeners = self.listeners.get(listener.organization_id)
         if listeners is not None:
             listeners.discard(listener)
+        if not listener.gone:
+            listener.gone = True
+            if listener.identity is not None:
+                self._forget_identity(listener.identity)
         await self._forget_idle_organizations()
+
+    def _forget_identity(self, identity: credentials.Identity) -> None:
+        self.identities[identity] -= 1
+        if self.identities[identity] <= 0:
+            del self.identities[identity]
+            self.fingerprints.pop(identity.key, None)
 
     # --- bells and drains -----------------------------------------------------------------
 
@@ -498,16 +521,7 @@ class Hub:
         """The periodic look, in one database call: the log's newest ids and every reader's
         credentials fingerprint. While nothing changes, that is all an idle process does."""
         orgs = sorted(self._organizations()) if log else []
-        registrations = [reg for regs in self.registrations.values() for reg in regs if not reg.closed]
-        listeners = [
-            listener
-            for ls in self.listeners.values()
-            for listener in ls
-            if not listener.ended and listener.identity is not None
-        ]
-        identities = [reg.reader.identity for reg in registrations] + [listener.identity for listener in listeners]
-        if not credentials:
-            identities = []
+        identities = list(self.identities) if credentials else []
         if log:
             self.stats["log_checks"] += 1
         if not orgs and not identities:
@@ -521,7 +535,7 @@ class Hub:
         self.fingerprints = prints
         if changed:
             self.stats["sweeps"] += 1
-            await self._sweep(changed, registrations, listeners)
+            await self._sweep(changed)
 
     def _caught_up(self, heads: dict[int, int]) -> None:
         for org, head in heads.items():
@@ -534,14 +548,22 @@ class Hub:
                 for listener in self.listeners.get(org, ()):
                     listener.woken.set()
 
-    async def _sweep(self, identities, registrations, listeners) -> None:
+    async def _sweep(self, identities: list[credentials.Identity]) -> None:
+        """Apply the verdicts of the identities whose fingerprint changed to their sockets and streams."""
         verdicts = await db(credentials.sweep)(identities)
+        registrations = {reg for regs in self.registrations.values() for reg in regs if not reg.closed}
         for reg in registrations:
             verdict = verdicts.get(reg.reader.identity.key)
             if verdict is None:
                 continue
             await self._apply_verdict(reg, verdict)
         revoked = False
+        listeners = [
+            listener
+            for ls in self.listeners.values()
+            for listener in ls
+            if not listener.ended and listener.identity is not None
+        ]
         for listener in listeners:
             verdict = verdicts.get(listener.identity.key)
             if verdict is not None and verdict.ended:
