@@ -9,7 +9,8 @@ of events every socket got within 10 s).
 The baseline, measured in the same run on the same machine and Redis: the bare Channels stack
 (bench/_bare_channels.py), N sockets in one group, one group_send of a fragment-sized text that
 each consumer forwards as is (no auth, no database, no rendering), timed from the group_send.
-Also per server: memory per idle socket (RSS growth / N) and CPU with N idle sockets.
+Also per server: memory per idle socket (RSS growth / N) and CPU with N idle sockets (over 60 s,
+after a 20 s settle: the connects' own aftermath, such as a full garbage collection, is not idling).
 
 Taskdesk renders each event's fragment once per process (tasks_app.live), not once per socket:
 its daphne runs through bench/_daphne_counting.py, which counts the renders per event.
@@ -50,7 +51,8 @@ from django.db import connections  # noqa: E402
 
 PROFILE: str | None = None
 PROFILE_IDLE: str | None = None
-IDLE_SECONDS = 10.0
+IDLE_SECONDS = 60.0
+IDLE_SETTLE = 20.0
 EVENT_ID_RE = re.compile(rb'data-event-id="(\d+)"')
 TIMEOUT_S = 10.0
 
@@ -65,15 +67,21 @@ def main() -> None:
         default=0,
         help="extra tasks bulk-loaded into the organization (each pushed list fragment counts them by status)",
     )
-    parser.add_argument("--idle-seconds", type=float, default=10.0, help="how long the idle CPU is measured")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="how long the idle CPU is measured")
+    parser.add_argument(
+        "--idle-settle",
+        type=float,
+        default=20.0,
+        help="wait after the connects before measuring idle (their aftermath, such as a full GC, is not idling)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy record daphne (raw) over the largest size's events")
     parser.add_argument("--profile-idle", metavar="FILE", help="py-spy record daphne (raw) while its sockets are idle")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     global PROFILE, PROFILE_IDLE
     PROFILE, PROFILE_IDLE = args.profile, args.profile_idle
-    global IDLE_SECONDS
-    IDLE_SECONDS = args.idle_seconds
+    global IDLE_SECONDS, IDLE_SETTLE
+    IDLE_SECONDS, IDLE_SETTLE = args.idle_seconds, args.idle_settle
     _common.require_postgres("bench_fanout")
     if not settings.REDIS_URL:
         sys.exit("bench_fanout needs Redis (the changes cross processes): set REDIS_URL=redis://...")
@@ -354,7 +362,10 @@ async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
             connect_s = time.perf_counter() - t0
             await asyncio.sleep(1.0)  # let the connects settle
             if n == sizes[-1]:
-                # Idle: what N open sockets cost while nothing happens.
+                # Idle: what N open sockets cost while nothing happens, once the connects' own
+                # aftermath (a full garbage collection of what they allocated) has passed. Three
+                # of daphne's 20 s ping rounds by default.
+                await asyncio.sleep(IDLE_SETTLE)
                 spy = _py_spy(pid, PROFILE_IDLE) if PROFILE_IDLE and trigger.path == "/ws/tasks/" else None
                 cpu0 = cpu_seconds(pid)
                 await asyncio.sleep(IDLE_SECONDS)
@@ -459,7 +470,7 @@ def report(results: dict, events: int) -> None:
         per, bare_per = idle["rss_kib"] / n, bare_idle["rss_kib"] / n
         print(
             f"\n  idle, {n} sockets: memory {per:.1f} KiB/socket (bare {bare_per:.1f}),"
-            f" CPU {idle['cpu_pct']:.1f} % of a core (bare {bare_idle['cpu_pct']:.1f} %)"
+            f" CPU {idle['cpu_pct']:.2f} % of a core (bare {bare_idle['cpu_pct']:.2f} %)"
         )
         mem_ratio = per / bare_per if bare_per > 0 else None
         cpu_ratio = idle["cpu_pct"] / bare_idle["cpu_pct"] if bare_idle["cpu_pct"] > 0 else None
@@ -473,8 +484,8 @@ def report(results: dict, events: int) -> None:
         )
         _common.summary_row(
             f"CPU with {n} idle sockets",
-            f"{idle['cpu_pct']:.1f} % of a core",
-            f"bare Channels {bare_idle['cpu_pct']:.1f} %",
+            f"{idle['cpu_pct']:.2f} % of a core",
+            f"bare Channels {bare_idle['cpu_pct']:.2f} %",
             cpu_ratio,
             "<= 1.2x bare",
             None if cpu_ratio is None else cpu_ratio <= 1.2,

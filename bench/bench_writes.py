@@ -11,7 +11,9 @@ A fleet of agents writes into ONE organization, each agent its own task, as fast
   `PATCH /api/v1/tasks/{id}`, xpander's `PATCH .../update`, Agentex's `PUT /tasks/{id}` and
   JSON-RPC `task.update`, each with token auth, rate limiting (limits raised so they never bite),
   validation, the lifecycle, the event row with its snapshot, the counters and the bell all on.
-  Also: one client's PATCH latency, and 8 agents (8 tokens) writing at once.
+  Also: one client's PATCH latency, 8 agents (8 tokens) writing at once, and the native PATCH
+  with its clients split over two daphne processes (several processes per machine, as the
+  README's Production section runs them).
 
 The ratio is writes/s against raw psycopg in the same run; the goal is >= 0.15, and a single
 PATCH's p50 under 15 ms. The clients run in this process (httpx, keep-alive), so on a small
@@ -74,7 +76,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent writers per face")
     parser.add_argument("--agents", type=int, default=8, help="agents (tokens) writing at once into one org")
     parser.add_argument(
-        "--only", default="", help="comma-separated measures: bare,single,native,xpander,agentex,jsonrpc,fleet"
+        "--only", default="", help="comma-separated measures: bare,single,native,xpander,agentex,jsonrpc,fleet,pair"
     )
     parser.add_argument("--profile", metavar="FILE", help="py-spy record daphne (raw stacks) during one face's run")
     parser.add_argument(
@@ -99,9 +101,20 @@ def main() -> None:
 
 
 def load(
-    label: str, clients: int, seconds: float, request: Callable, check: Callable = None, server: int | None = None
+    label: str,
+    clients: int,
+    seconds: float,
+    request: Callable,
+    check: Callable = None,
+    server: int | list[int] | None = None,
 ) -> Result:
-    """`clients` threads, each with its own keep-alive connection, calling request(http, n, i)."""
+    """`clients` threads, each with its own keep-alive connection, calling request(http, n, i);
+    the CPU of the server process (or processes) is measured over the run."""
+    servers = [server] if isinstance(server, int) else list(server or [])
+
+    def server_cpu() -> float:
+        return sum(_common.cpu_seconds(pid) for pid in servers)
+
     import logging
 
     import httpx
@@ -138,14 +151,14 @@ def load(
     for thread in threads:
         thread.start()
     ready.wait()
-    cpu = _common.cpu_seconds(server) if server else 0.0
+    cpu = server_cpu()
     began = time.perf_counter()
     stop_at[0] = began + seconds
     go.set()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
-    cpu = _common.cpu_seconds(server) - cpu if server else float("nan")
+    cpu = server_cpu() - cpu if servers else float("nan")
     return Result(label, sum(counts), elapsed, [x for lat in latencies for x in lat], sum(errors), cpu)
 
 
@@ -212,7 +225,7 @@ def run(args) -> bool:
     org = Organization.objects.create(slug="fleet", name="Fleet")
     actor = services.Actor.system("bench")
     tokens = [services.api_token_create(organization=org, name=f"agent-{n}")[1] for n in range(max(clients, agents))]
-    faces = ("raw", "bare", "native", "xpander", "agentex", "jsonrpc", "fleet", "single")
+    faces = ("raw", "bare", "native", "xpander", "agentex", "jsonrpc", "fleet", "single", "pair")
     ids: dict[str, list[str]] = {}
     for face in faces:
         count = agents if face == "fleet" else 1 if face == "single" else clients
@@ -244,6 +257,7 @@ def run(args) -> bool:
         "PYTHONPATH": os.pathsep.join([bench_dir, str(_common.ROOT), env.get("PYTHONPATH", "")]),
     }
     taskdesk = Daphne(env, work, "taskdesk")
+    second = Daphne(env, work, "taskdesk-2")  # for "pair": the same Taskdesk in a second process
     bare = Daphne(bare_env, work, "bare")
     try:
         taskdesk.start()
@@ -332,8 +346,22 @@ def run(args) -> bool:
         if want("fleet"):
             fleet = td(f"native PATCH, {agents} agents, one org", agents, args.seconds, native("fleet"))
             results.append((fleet, raw, ""))
+        if want("pair"):
+            # Several processes per machine (README, Production): the same clients, half on each.
+            second.start()
+            urls = [taskdesk.url, second.url]
+
+            def pair(http, n, i):
+                return http.patch(
+                    f"{urls[n % 2]}/api/v1/tasks/{ids['pair'][n]}", json={"metadata": {"n": i}}, headers=headers[n]
+                )
+
+            label = f"native PATCH, {clients} clients, 2 processes"
+            pair_run = load(label, clients, args.seconds, pair, server=[taskdesk.proc.pid, second.proc.pid])
+            results.append((pair_run, raw, ""))
     finally:
         taskdesk.stop()
+        second.stop()
         bare.stop()
 
     print()

@@ -30,7 +30,7 @@ FULL = [
 ]
 QUICK = [
     ["bench_writes.py", "--seconds", "3", "--agents", "4"],
-    ["bench_fanout.py", "--sizes", "1,100", "--events", "20"],
+    ["bench_fanout.py", "--sizes", "1,100", "--events", "20", "--idle-seconds", "10", "--idle-settle", "2"],
     ["bench_pages.py", "--big", "100000", "--repeat", "3"],
     ["bench_retention.py", "--seed", "3000", "--eligible", "10000", "--baseline", "5000"],
     ["bench_bulk.py", "--tasks", "2000", "--rounds", "1"],
