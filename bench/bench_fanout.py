@@ -9,8 +9,10 @@ of events every socket got within 10 s).
 The baseline, measured in the same run on the same machine and Redis: the bare Channels stack
 (bench/_bare_channels.py), N sockets in one group, one group_send of a fragment-sized text that
 each consumer forwards as is (no auth, no database, no rendering), timed from the group_send.
-Also per server: memory per idle socket (RSS growth / N) and CPU with N idle sockets (over 60 s,
-after a 20 s settle: the connects' own aftermath, such as a full garbage collection, is not idling).
+Also, first, both servers at once with N idle sockets each (the largest size), measured over the
+same 60 s window so whatever else the machine does weighs on both alike: memory per idle socket
+(RSS growth / N) and CPU, after a 20 s settle (the connects' own aftermath, such as a full garbage
+collection, is not idling).
 
 Taskdesk renders each event's fragment once per process (tasks_app.live), not once per socket:
 its daphne runs through bench/_daphne_counting.py, which counts the renders per event.
@@ -248,19 +250,26 @@ def run(sizes: list[int], events: int, org_tasks: int) -> None:
         render_log = Path(workdir) / "renders.log"
         render_log.touch()
         results = {}
-        for name in ("taskdesk", "bare"):
-            proc, url = start_daphne(render_log, Path(workdir) / f"{name}.log", bare=name == "bare")
-            try:
+        servers = {}
+        try:
+            for name in ("taskdesk", "bare"):
+                servers[name] = start_daphne(render_log, Path(workdir) / f"{name}.log", bare=name == "bare")
+            paths = {"taskdesk": "/ws/tasks/", "bare": "/ws/bare/"}
+            targets = {name: (proc.pid, url, paths[name]) for name, (proc, url) in servers.items()}
+            idle = asyncio.run(measure_idle(targets, cookie, sizes[-1]))
+            size = 0
+            for name, (proc, url) in servers.items():
                 if name == "taskdesk":
                     trigger = PatchTrigger(url, raw_token, acme.pk)
-                    size = 0
                 else:
                     trigger = GroupSendTrigger(frame_bytes=size)
                 results[name] = asyncio.run(measure(url, cookie, sizes, events, proc.pid, render_log, trigger))
+                results[name]["idle"] = idle[name]
                 size = results[name]["frame_bytes"]
-            finally:
+        finally:
+            for proc, _url in servers.values():
                 stop_process(proc)
-                drop_channel_keys()
+            drop_channel_keys()
     report(results, events)
 
 
@@ -353,30 +362,12 @@ async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
     sockets = Sockets()
     rows = []
     counter = 0
-    rss_empty = rss_kib(pid)
-    idle: dict = {}
     try:
         for n in sizes:
             t0 = time.perf_counter()
             await sockets.open(url, cookie, n, trigger.path)
             connect_s = time.perf_counter() - t0
             await asyncio.sleep(1.0)  # let the connects settle
-            if n == sizes[-1]:
-                # Idle: what N open sockets cost while nothing happens, once the connects' own
-                # aftermath (a full garbage collection of what they allocated) has passed. Three
-                # of daphne's 20 s ping rounds by default.
-                await asyncio.sleep(IDLE_SETTLE)
-                spy = _py_spy(pid, PROFILE_IDLE) if PROFILE_IDLE and trigger.path == "/ws/tasks/" else None
-                cpu0 = cpu_seconds(pid)
-                await asyncio.sleep(IDLE_SECONDS)
-                if spy is not None:
-                    spy.send_signal(2)
-                    spy.wait(timeout=60)
-                idle = {
-                    "n": n,
-                    "cpu_pct": (cpu_seconds(pid) - cpu0) / IDLE_SECONDS * 100,
-                    "rss_kib": rss_kib(pid) - rss_empty,
-                }
             for _ in range(2):  # warm-up, untimed: first renders, token cache, connections
                 counter += 1
                 event_id, _began = await trigger.fire(counter)
@@ -416,7 +407,36 @@ async def measure(url, cookie, sizes, events, pid, render_log, trigger) -> dict:
     finally:
         await sockets.close()
         await trigger.close()
-    return {"rows": rows, "idle": idle, "frame_bytes": sockets.frame_bytes}
+    return {"rows": rows, "frame_bytes": sockets.frame_bytes}
+
+
+async def measure_idle(servers: dict[str, tuple[int, str, str]], cookie: str, n: int) -> dict[str, dict]:
+    """N idle sockets on each server (name -> (pid, address, path)), both measured over the same
+    window: what N open sockets cost while nothing happens, once the connects' own aftermath (a
+    full garbage collection of what they allocated) has passed. Three of daphne's 20 s ping
+    rounds by default."""
+    before = {name: rss_kib(pid) for name, (pid, _url, _path) in servers.items()}
+    sockets = {name: Sockets() for name in servers}
+    try:
+        for name, (_pid, url, path) in servers.items():
+            await sockets[name].open(url, cookie, n, path)
+        await asyncio.sleep(IDLE_SETTLE)
+        pid = servers["taskdesk"][0]
+        spy = _py_spy(pid, PROFILE_IDLE) if PROFILE_IDLE else None
+        cpu0 = {name: cpu_seconds(pid) for name, (pid, _url, _path) in servers.items()}
+        await asyncio.sleep(IDLE_SECONDS)
+        cpu = {name: (cpu_seconds(pid) - cpu0[name]) / IDLE_SECONDS * 100 for name, (pid, *_rest) in servers.items()}
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+        print(f"  idle: {n} sockets on each server, CPU over {IDLE_SECONDS:.0f} s")
+        return {
+            name: {"n": n, "cpu_pct": cpu[name], "rss_kib": rss_kib(pid) - before[name]}
+            for name, (pid, *_rest) in servers.items()
+        }
+    finally:
+        for group in sockets.values():
+            await group.close()
 
 
 def render_counts(render_log: Path, event_ids: set[int]) -> dict[str, float]:

@@ -29,10 +29,10 @@ event streams (`api/sse.py`) register with it instead of each joining channel-la
 - **Credentials.** Every CREDENTIALS_CHECK seconds the hub asks PostgreSQL for one fingerprint
   per reader identity (`credentials.fingerprints`, in the same database call as the idle
   check; the hub counts its distinct identities as sockets come and go, so a check looks at a
-  few per user, never at every socket): its session, password, flags, memberships, roles and token. Only identities whose
-  fingerprint changed (or that are new) are swept (`credentials.sweep`): ended or expired
-  sessions, changed passwords, deactivated users and revoked tokens close their sockets and
-  streams; a removed membership takes that organization away; a changed role re-renders what
+  few per user, never at every socket): its session, password, flags, memberships, roles and
+  token. Only identities whose fingerprint changed (or that are new) are swept
+  (`credentials.sweep`): ended or expired sessions, changed passwords, deactivated users and
+  revoked tokens close their sockets and streams; a removed membership takes that organization away; a changed role re-renders what
   the socket gets from then on. An idle process with 1,000 open sockets makes one small
   database call every couple of seconds and nothing else.
 """
