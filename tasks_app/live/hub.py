@@ -32,9 +32,9 @@ event streams (`api/sse.py`) register with it instead of each joining channel-la
   few per user, never at every socket): its session, password, flags, memberships, roles and
   token. Only identities whose fingerprint changed (or that are new) are swept
   (`credentials.sweep`): ended or expired sessions, changed passwords, deactivated users and
-  revoked tokens close their sockets and streams; a removed membership takes that organization away; a changed role re-renders what
-  the socket gets from then on. An idle process with 1,000 open sockets makes one small
-  database call every couple of seconds and nothing else.
+  revoked tokens close their sockets and streams; a removed membership takes that organization
+  away; a changed role re-renders what the socket gets from then on. An idle process with 1,000
+  open sockets makes one small database call every couple of seconds and nothing else.
 """
 
 import asyncio
