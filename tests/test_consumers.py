@@ -606,3 +606,29 @@ async def test_two_sockets_on_one_view_share_its_render_and_a_viewer_gets_its_ow
     assert renders[(latest, "list", False, "status=pending")] == 1
     for comm in sockets:
         await comm.disconnect()
+
+
+async def test_a_catch_up_that_fails_leaves_nothing_registered(hub, acme, monkeypatch):
+    """The database away while a socket connects: the error goes on (the socket closes) and the
+    hub keeps neither its registration nor its identity for the credentials checks."""
+    from django.db import OperationalError
+
+    from tasks_app.live.credentials import Identity
+
+    class Reader:
+        page, view, task_pk = "list", "", None
+        orgs = {acme.pk: True}
+        identity = Identity(user_id=1, session_key="gone")
+
+        async def push(self, html, frame=None): ...
+
+        async def end(self, code): ...
+
+    async def database_away(*args, **kwargs):
+        raise OperationalError("the database is away")
+
+    monkeypatch.setattr(hub, "_catch_up", database_away)
+    with pytest.raises(OperationalError):
+        await hub.attach(Reader(), None)
+    assert not hub.identities
+    assert not hub.registrations.get(acme.pk)

@@ -204,24 +204,26 @@ class Hub:
     async def attach(self, reader: Reader, after: dict[int, int] | int | None) -> Registration | None:
         """Register a socket, replay what it missed since `after`, then make it live.
 
-        Returns None when the reader was told to reload instead (too far behind).
+        Returns None when the reader was told to reload instead (too far behind). A catch-up
+        that fails (the database away) unregisters the socket before the error goes on: its
+        consumer never got a registration to detach.
         """
         self.start()
         registration = Registration(reader)
         self.identities[reader.identity] += 1
         for org in reader.orgs:
             self.registrations.setdefault(org, set()).add(registration)
-        await self._join(list(reader.orgs))
-        for org in sorted(reader.orgs):
-            if isinstance(after, dict):
-                start = after.get(org)
-            else:
-                start = after
-            ok = await self._catch_up(registration, org, start)
-            if not ok:
-                await self.detach(registration)
-                await reader.end(CLOSE_RELOAD)
-                return None
+        try:
+            await self._join(list(reader.orgs))
+            for org in sorted(reader.orgs):
+                start = after.get(org) if isinstance(after, dict) else after
+                if not await self._catch_up(registration, org, start):
+                    await self.detach(registration)
+                    await reader.end(CLOSE_RELOAD)
+                    return None
+        except BaseException:
+            await asyncio.shield(self.detach(registration))
+            raise
         if not self.healthy:
             await self._push_health(registration, healthy=False)
         return registration
