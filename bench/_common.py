@@ -144,6 +144,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds all of the machine's cores have spent busy since boot (/proc/stat, Linux):
+    its difference over a run divided by the run's length is how many cores the run kept busy."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 # --- One table for `make bench` -------------------------------------------------------------
 
 SUMMARY_ENV = "BENCH_SUMMARY"

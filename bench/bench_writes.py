@@ -56,6 +56,7 @@ class Result:
     latencies: list[float]
     errors: int
     server_cpu: float = float("nan")  # the server's CPU seconds over the run
+    cores: float = float("nan")  # the whole machine's busy cores over the run (clients, PostgreSQL...)
 
     @property
     def rate(self) -> float:
@@ -151,7 +152,7 @@ def load(
     for thread in threads:
         thread.start()
     ready.wait()
-    cpu = server_cpu()
+    cpu, busy = server_cpu(), _common.busy_cpu_seconds()
     began = time.perf_counter()
     stop_at[0] = began + seconds
     go.set()
@@ -159,7 +160,8 @@ def load(
         thread.join()
     elapsed = time.perf_counter() - began
     cpu = server_cpu() - cpu if servers else float("nan")
-    return Result(label, sum(counts), elapsed, [x for lat in latencies for x in lat], sum(errors), cpu)
+    cores = (_common.busy_cpu_seconds() - busy) / elapsed
+    return Result(label, sum(counts), elapsed, [x for lat in latencies for x in lat], sum(errors), cpu, cores)
 
 
 def raw_psycopg(task_pks: list[int], organization_id: int, seconds: float) -> Result:
@@ -204,12 +206,15 @@ def raw_psycopg(task_pks: list[int], organization_id: int, seconds: float) -> Re
     for thread in threads:
         thread.start()
     ready.wait()
+    busy = _common.busy_cpu_seconds()
     began = time.perf_counter()
     stop_at[0] = began + seconds
     go.set()
     for thread in threads:
         thread.join()
-    return Result("raw psycopg", sum(counts), time.perf_counter() - began, [x for lat in latencies for x in lat], 0)
+    elapsed = time.perf_counter() - began
+    cores = (_common.busy_cpu_seconds() - busy) / elapsed
+    return Result("raw psycopg", sum(counts), elapsed, [x for lat in latencies for x in lat], 0, cores=cores)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -365,9 +370,11 @@ def run(args) -> bool:
         bare.stop()
 
     print()
-    print(f"{'measure':44} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>7} {'ratio':>6}  goal")
+    print(f"{'measure':44} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>7} {'cores':>6} {'ratio':>6}  goal")
     label = f"{raw.label}, {clients} clients"
-    print(f"{label:44} {raw.rate:9.0f} {raw.p(50):8.1f} {raw.p(99):8.1f} {'-':>7} {'1.00':>6}  baseline")
+    print(
+        f"{label:44} {raw.rate:9.0f} {raw.p(50):8.1f} {raw.p(99):8.1f} {'-':>7} {raw.cores:6.2f} {'1.00':>6}  baseline"
+    )
     failed = False
     for result, baseline, goal in results:
         ratio = result.rate / baseline.rate if baseline else None
@@ -381,7 +388,7 @@ def run(args) -> bool:
         shown = f"{ratio:6.3f}" if ratio is not None else "     -"
         print(
             f"{result.label:44} {result.rate:9.0f} {result.p(50):8.1f} {result.p(99):8.1f} {result.cpu_ms:7.1f}"
-            f" {shown}  {goal}{met}"
+            f" {result.cores:6.2f} {shown}  {goal}{met}"
         )
         _common.summary_row(
             result.label,

@@ -128,21 +128,6 @@ def get_task_for_token(token: ApiToken, task_id: Any, *, include_deleted: bool =
     return task
 
 
-def task_values_for_token(token: ApiToken, task_id: Any, names: set[str]) -> dict[str, Any]:
-    """Some of the token's organization's task's values by public id, no related rows (a face that
-    compares a request with the task before writing it); TaskNotFound as get_task_for_token."""
-    if not isinstance(task_id, str) or not TASK_ID_RE.fullmatch(task_id):
-        raise TaskNotFound(f"Task not found: {task_id}")
-    columns = sorted(names & _TASK_FIELD_NAMES) or ["pk"]
-    row = tasks_for_token(token).filter(public_id=task_id).values(*columns).first()
-    if row is None:
-        raise TaskNotFound(f"Task not found: {task_id}")
-    return row
-
-
-_TASK_FIELD_NAMES = {f.name for f in Task._meta.concrete_fields if not f.is_relation}
-
-
 def get_task_by_name_for_token(token: ApiToken, name: Any, *, include_deleted: bool = False) -> Task:
     """The token's organization's task by its (Agentex) name; TaskNotFound otherwise, as by id."""
     if not lookup_text_ok(name):

@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 
 from tasks_app.api import ratelimit
 from tasks_app.api.threads import in_worker_thread
-from tasks_app.models import TaskEvent
-from tasks_app.services import Actor, api_token_create, task_create
+from tasks_app.models import Task, TaskEvent
+from tasks_app.services import Actor, api_token_create, task_create, task_delete, task_stop
 
 
 @pytest.fixture
@@ -47,6 +47,57 @@ def test_a_native_patch_reads_the_task_once(client, acme, agent, token):
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]
     assert len(writes) == 2, writes
     assert TaskEvent.objects.filter(task__public_id="once").count() == 3
+
+
+def _xpander_update(client, raw, task_id, body):
+    return client.patch(
+        f"/xpander/agent-execution/{task_id}/update", body, content_type="application/json", HTTP_X_API_KEY=raw
+    )
+
+
+@pytest.mark.django_db
+def test_an_xpander_update_reads_the_task_once_and_lists_its_live_sub_executions(client, acme, globex, token):
+    system = Actor.system("t")
+    task_create(organization=acme, actor=system, id="boss", title="boss")
+    for child in ("c-2", "c-1", "c-gone"):  # created in this order: listed in it, not by id
+        task_create(organization=acme, actor=system, id=child, title=child, parent_id="boss")
+    task_delete(task="c-gone", actor=system, organization_id=acme.pk)
+    task_create(organization=globex, actor=system, id="boss", title="theirs")
+    task_create(organization=globex, actor=system, id="c-0", title="theirs", parent_id="boss")
+    assert _xpander_update(client, token, "boss", {"result": "warm"}).status_code == 200
+
+    with CaptureQueriesContext(connection) as queries:
+        response = _xpander_update(client, token, "boss", {"result": "step 1", "title": "boss"})
+    assert response.status_code == 200, response.content
+    assert response.json()["sub_executions"] == ["c-2", "c-1"]
+    assert response.json()["result"] == "step 1"
+    task_reads = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "FOR UPDATE" in q["sql"]
+    ]
+    assert len(task_reads) == 1 or connection.vendor != "postgresql", task_reads
+    # The locked read, the sub-executions, nothing else of the task's table read around the write.
+    selects = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "tasks_app_task" in q["sql"]
+    ]
+    assert len(selects) == 2, selects
+    event = TaskEvent.objects.filter(task__organization=acme, task__public_id="boss").latest("id")
+    assert event.changes == ["result"]  # the echoed title is not a change
+
+
+@pytest.mark.django_db
+def test_an_xpander_echo_is_compared_with_the_locked_task(client, acme, token):
+    system = Actor.system("t")
+    task_create(organization=acme, actor=system, id="echo", title="echo", status="executing")
+    task_stop(task="echo", actor=system, organization_id=acme.pk, status="canceled")
+    # A canceled task reads as "stopped" to the SDK, which sends it back with its next save.
+    saved = _xpander_update(client, token, "echo", {"status": "stopped", "result": "late", "duration": 0})
+    assert saved.status_code == 200, saved.content
+    assert saved.json()["status"] == "stopped" and saved.json()["result"] == "late"
+    task = Task.objects.get(organization=acme, public_id="echo")
+    assert task.status == "canceled"
+    moved = _xpander_update(client, token, "echo", {"status": "executing"})
+    assert moved.status_code == 409, moved.content  # not an echo: the lifecycle decides
+    assert Task.objects.get(pk=task.pk).status == "canceled"
 
 
 @pytest.mark.django_db

@@ -43,11 +43,12 @@ A stream replays the task's events from the start (or after `Last-Event-ID`) and
 `task_finished` of a task that is still finished.
 """
 
+import functools
 from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -153,14 +154,22 @@ def task_json(task: Task) -> dict[str, Any]:
 
 
 def _sub_executions(task: Task) -> list[str]:
-    qs = Task.objects.filter(parent_id=task.pk)
-    if getattr(task, "_from_snapshot", False):
-        # As at the event: the sub-tasks created by then (and not deleted by then).
-        at = task.updated_at
-        qs = qs.filter(created_at__lte=at).exclude(deleted_at__lte=at)
-    else:
-        qs = qs.filter(deleted_at__isnull=True)
+    if not getattr(task, "_from_snapshot", False):
+        # Every answer about a task lists them, every update's too: in plain SQL, as the
+        # kernel's writes are (compiling the ORM's query cost a third of an update's CPU).
+        with connection.cursor() as cursor:
+            cursor.execute(_SUB_EXECUTIONS_SQL, [task.pk])
+            return [public_id for (public_id,) in cursor.fetchall()]
+    # As at the event: the sub-tasks created by then (and not deleted by then).
+    at = task.updated_at
+    qs = Task.objects.filter(parent_id=task.pk, created_at__lte=at).exclude(deleted_at__lte=at)
     return list(qs.order_by("created_at", "id").values_list("public_id", flat=True))
+
+
+_SUB_EXECUTIONS_SQL = (
+    f"SELECT public_id FROM {Task._meta.db_table}"  # noqa: S608 (the model's table name)
+    " WHERE parent_id = %s AND deleted_at IS NULL ORDER BY created_at, id"
+)
 
 
 def hitl_request_json(task: Task) -> dict[str, Any] | None:
@@ -328,6 +337,18 @@ def _parse_status(value: Any) -> str:
         raise invalid(["body", "status"], str(exc), "enum") from None
 
 
+def _echoed(sent_status: Any, task: Task, name: str, value: Any) -> bool:
+    """asave() sends the whole task back: a value equal to the task's is an echo, not a change,
+    and must not override what the lifecycle derives (the duration of a task finishing now).
+    A status is an echo when it reads as the task's (canceled reads as "stopped")."""
+    if name == "status":
+        return XPANDER.render(task.status) == sent_status
+    return getattr(task, name, _NOT_A_COLUMN) == value
+
+
+_NOT_A_COLUMN = object()
+
+
 def _if_match(request: HttpRequest) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
@@ -421,16 +442,10 @@ def update_task(request: HttpRequest, token: ApiToken, task_id: str, org: str | 
             fields["payload_extension"] = body["tool_call_payload_extension"]
     if body.get("status") is not None:
         fields["status"] = _parse_status(body["status"])
-    # asave() echoes the whole task: an echoed value is not a change, and must not override
-    # what the lifecycle derives (e.g. the duration of a task that finishes in this PATCH). The
-    # values compared are read alone (no related rows); the kernel then locks and writes.
-    current = selectors.task_values_for_token(token, task_id, {*fields, "status"})
-    fields = {name: value for name, value in fields.items() if current.get(name, object()) != value}
-    if "status" in fields and XPANDER.render(current["status"]) == body.get("status"):
-        fields.pop("status")  # e.g. canceled reads as "stopped": echoing it back changes nothing
     task = services.task_update(
         task=task_id, actor=_actor(token), organization_id=token.organization_id,
-        expected_version=expected_version, payload_extension_replace=replace_extension, **fields,
+        expected_version=expected_version, payload_extension_replace=replace_extension,
+        echoed=functools.partial(_echoed, body.get("status")), **fields,
     )  # fmt: skip
     # The task as written (agent and parent came with the kernel's locked read), in the token's
     # organization: no read after the write.

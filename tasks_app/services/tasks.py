@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -146,11 +147,16 @@ def task_update(
     payload_extension_replace: bool = False,
     retry: bool = False,
     strict: bool = False,
+    echoed: Callable[[Task, str, Any], bool] | None = None,
     **fields: Any,
 ) -> Task:
     """Patch a task. Absent or None fields are untouched; metadata, params and payload extension merge.
 
     `strict` refuses a status the task already has instead of treating it as a no-op.
+    `echoed(task, name, value)` is for a client that sends back the whole task it read (xpander's
+    asave): a value it says is an echo of the locked task is dropped, so it cannot override what
+    the lifecycle derives (the duration of a task that finishes in this patch). The comparison
+    runs on the locked row, in the write's transaction: no read before it, no race with it.
     """
     errors = Errors()
     fields = {k: v for k, v in fields.items() if v is not None}
@@ -159,6 +165,8 @@ def task_update(
 
     with changing(task, actor=actor, organization_id=organization_id, expected_version=expected_version) as change:
         locked = change.task
+        if echoed is not None:
+            cleaned = {name: value for name, value in cleaned.items() if not echoed(locked, name, value)}
         new_name = cleaned.get("name")
         if new_name and new_name != locked.name and _name_taken(locked.organization_id, new_name):
             raise NameTaken(f"Task name {new_name!r} is already taken in this organization.")
