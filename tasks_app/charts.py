@@ -49,11 +49,14 @@ class Line:
 
 @dataclass
 class Marker:
-    """A vertical rule across the plot (a percentile on the histogram)."""
+    """A vertical rule across the plot (a percentile on the histogram), labelled above it."""
 
     kind: str
     x: str
     label: str
+    anchor: str = "end"  # the label reads leftwards of the rule ("end") or rightwards ("start")
+    dx: str = "-4"
+    label_y: str = ""
 
 
 @dataclass
@@ -75,7 +78,6 @@ class Chart:
     tick_end: str = ""  # where an x tick's mark ends below the axis
     axis_label_x: str = ""  # the y labels' right edge
     x_label_y: str = ""  # the x labels' baseline
-    marker_label_y: str = ""  # the markers' labels, above the plot
     plot_span: str = ""  # the plot's height (a bar's hover area spans it)
 
     def __post_init__(self) -> None:
@@ -83,7 +85,7 @@ class Chart:
         self.height, self.left, self.top = units(HEIGHT), units(LEFT), units(TOP)
         self.right, self.bottom = units(LEFT + self.plot_width), units(bottom)
         self.tick_end, self.axis_label_x = units(bottom + 4), units(LEFT - 6)
-        self.x_label_y, self.marker_label_y = units(HEIGHT - 6), units(TOP - 6)
+        self.x_label_y = units(HEIGHT - 6)
         self.plot_span = units(self.plot_height)
 
 
@@ -246,7 +248,34 @@ def histogram_chart(
             fraction = min(max(value / high, 0.0), 1.0)
         x = LEFT + (index - first + fraction) * slot
         chart.markers.append(Marker(kind, units(x), f"{kind} {bound_label(value)}"))
+    _place_marker_labels(chart.markers, width)
     return chart
+
+
+# An 11 px semi-bold label's widest average advance per character, in user units (the chart's
+# units are its pixels on a desktop screen), and a second row's drop below the first.
+LABEL_ADVANCE, LABEL_ROW = 7.0, 13
+
+
+def _place_marker_labels(markers: list[Marker], width: float) -> None:
+    """The first label reads leftwards of its rule, the next rightwards, so two close rules stay
+    legible; a label that would leave the chart reads the other way, and one that would then
+    overlap a label already placed drops to a row of its own (just inside the plot's top)."""
+    placed: list[tuple[float, float, int]] = []  # (from, to, row)
+    for n, marker in enumerate(markers):
+        x, extent = float(marker.x), len(marker.label) * LABEL_ADVANCE + 4
+        leftwards = n == 0
+        if leftwards and x - extent < 0:
+            leftwards = False
+        elif not leftwards and x + extent > width:
+            leftwards = True
+        start, end = (x - extent, x) if leftwards else (x, x + extent)
+        row = 0
+        while any(r == row and a < end and start < b for a, b, r in placed):
+            row += 1
+        placed.append((start, end, row))
+        marker.anchor, marker.dx = ("end", "-4") if leftwards else ("start", "4")
+        marker.label_y = units(TOP - 6 + row * LABEL_ROW)
 
 
 def short_duration(seconds: float | None) -> str:

@@ -164,3 +164,38 @@ def test_the_same_queries_at_any_size(signed_in, acme, system_actor):
     with CaptureQueriesContext(connection) as poll:
         signed_in.get(URL, **POLL)
     assert len(poll) <= len(small)
+
+
+# --- The durations histogram's percentile labels stay inside the chart, apart ---------------
+
+
+def _label_extent(marker) -> tuple[float, float]:
+    from tasks_app.charts import LABEL_ADVANCE
+
+    x, extent = float(marker.x) + float(marker.dx), len(marker.label) * LABEL_ADVANCE
+    return (x - extent, x) if marker.anchor == "end" else (x, x + extent)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        [0, 0, 5, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],  # p95 in the last bucket: the right edge
+        [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],  # both near the right edge
+        [9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],  # both at the left edge
+        [0, 0, 0, 0, 0, 0, 4, 6, 0, 0, 0, 0, 0, 0, 0, 0],  # in the middle, close together
+    ],
+)
+def test_percentile_labels_stay_inside_the_chart_and_apart(counts):
+    from tasks_app.charts import NARROW, histogram_chart, short_duration
+
+    bounds = [5.0 * 1.41**i for i in range(len(counts) - 1)]
+    values = [bounds[min(i, len(bounds) - 1)] for i, n in enumerate(counts) for _ in range(n)]
+    p50, p95 = values[len(values) // 2], values[min(len(values) - 1, int(len(values) * 0.95))]
+    chart = histogram_chart(counts, bounds, bound_label=short_duration, markers={"p50": p50, "p95": p95})
+    extents = [_label_extent(m) for m in chart.markers]
+    assert len(extents) == 2
+    for start, end in extents:
+        assert start >= 0 and end <= NARROW, (extents, [(m.x, m.anchor) for m in chart.markers])
+    (a0, a1), (b0, b1) = extents
+    same_row = chart.markers[0].label_y == chart.markers[1].label_y
+    assert not (same_row and a0 < b1 and b0 < a1), "two labels on one row overlap"

@@ -287,6 +287,21 @@ def test_a_long_value_folds_and_a_duration_reads_as_one(signed_in, task, system_
     assert "<ins>1 h 06 m</ins>" in html
 
 
+def test_an_emptied_text_reads_empty_and_a_creation_lists_only_what_it_set(signed_in, acme, system_actor):
+    created = services.task_create(
+        organization=acme, actor=system_actor, id="tl-empty", title="Sparse", source="", metadata={}
+    )[0]
+    services.task_update(task=created, actor=system_actor, result="draft")
+    services.task_update(task=created, actor=system_actor, result="")
+    html = page_html(signed_in, created)
+    first = item_html(html, f"tl-e-{TaskEvent.objects.get(task=created, type=EventType.CREATED).pk}")
+    assert '<th scope="row">title</th>' in first
+    assert '<th scope="row">source</th>' not in first and "metadata" not in first  # created empty: nothing said
+    emptied = TaskEvent.objects.filter(task=created, changes__contains=["result"]).order_by("-id").first()
+    item = item_html(html, f"tl-e-{emptied.pk}")
+    assert re.search(r'<del>draft</del> .*?<ins><span class="tl-empty">empty</span></ins>', item), item
+
+
 def test_a_waiting_question_leads_and_a_decided_one_sits_with_the_fields(signed_in, task, system_actor, alice):
     services.task_update(task=task, actor=system_actor, status="executing")
     hitl = services.hitl_request(task=task, actor=system_actor, question="Refund?")

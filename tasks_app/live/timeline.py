@@ -44,6 +44,7 @@ class Value:
     status: str | None = None
     text: str = ""
     full: str = ""  # the whole value when `text` is cut
+    empty: bool = False  # an empty text (shown as such, not as nothing)
 
     @classmethod
     def of(cls, value: Any, *, present: bool = True, name: str = "") -> "Value":
@@ -57,6 +58,8 @@ class Value:
             return cls(status=value)
         if name == "duration" and isinstance(value, (int, float)):
             return cls(text=duration(value))
+        if value == "":
+            return cls(empty=True)
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
         if len(text) <= SHORT_VALUE:
             return cls(text=text)
@@ -172,7 +175,8 @@ def event_item(event: TaskEvent) -> EventItem:
     # Facts recorded beside the changed fields (a decision's reason, comment or answer).
     names += [n for n, value in after.items() if n not in names and n not in UNLISTED_FACTS and value not in ("", None)]
     if event.type == EventType.CREATED:
-        names = list(after)  # the fields the task was created with
+        # The fields the task was created with; one created empty ("" or {}) says nothing.
+        names = [name for name, value in after.items() if value not in ("", {}, [])]
     moved = "status" in names and event.type != EventType.CREATED
     fields = [field_change(name, before, after) for name in names if not (moved and name == "status")]
     if (event.snapshot or {}).get("cleaned_at"):
