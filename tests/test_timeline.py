@@ -311,3 +311,24 @@ def test_a_waiting_question_leads_and_a_decided_one_sits_with_the_fields(signed_
     html = signed_in.get(task_url(task)).content.decode()
     assert html.count('id="panel-hitl"') == 1
     assert html.index('id="panel-timeline"') < html.index('id="panel-status"') < html.index('id="panel-hitl"')
+
+
+def test_a_plans_steps_are_diffed_per_step_id():
+    before = {
+        "tasks": [{"id": "s-1", "title": "Look up", "done": False}, {"id": "s-2", "title": "Refund", "done": False}]
+    }
+    after = {
+        "tasks": [
+            {"id": "s-1", "title": "Look up", "done": True},
+            {"id": "s-2", "title": "Refund", "done": False},
+            {"id": "s-3", "title": "Tell the customer", "done": False},
+        ]
+    }
+    rows = json_diff(before, after)
+    assert [(r.name, r.op) for r in rows] == [("tasks[s-1].done", "changed"), ("tasks[s-3]", "added")]
+    assert (rows[0].before.text, rows[0].after.text) == ("false", "true")
+    # Without distinct ids a list is one value, as before.
+    plain = json_diff({"tags": ["a", "b"]}, {"tags": ["a", "c"]})
+    assert [(r.name, r.op, r.after.text) for r in plain] == [("tags", "changed", '["a", "c"]')]
+    twins = json_diff({"l": [{"id": 1}, {"id": 1}]}, {"l": [{"id": 1}]})
+    assert [(r.name, r.op) for r in twins] == [("l", "changed")]

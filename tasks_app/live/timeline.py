@@ -89,19 +89,40 @@ class FieldChange:
     cleaned: bool = False  # retention removed the values (services.retention); the name stays
 
 
+def _by_id(items: Any) -> dict[str, dict] | None:
+    """A list of objects that each carry a distinct "id" (a plan's steps) as {id: object}."""
+    if not isinstance(items, list) or not all(isinstance(item, dict) and "id" in item for item in items):
+        return None
+    keyed = {str(item["id"]): item for item in items}
+    return keyed if len(keyed) == len(items) else None
+
+
 def json_diff(before: Any, after: Any, *, path: str = "", depth: int = 0) -> list[Row]:
-    """Per-key rows between two JSON values (nested objects by dotted path, up to DIFF_DEPTH)."""
+    """Per-key rows between two JSON values (nested objects by dotted path, up to DIFF_DEPTH);
+    lists of objects with ids (a plan's steps) per id, as `steps[step-2].done`."""
+    if depth < DIFF_DEPTH and (old_items := _by_id(before)) is not None and (new_items := _by_id(after)) is not None:
+        return _object_diff(old_items, new_items, path=path, depth=depth, item_keys=True)
+    return _object_diff(before, after, path=path, depth=depth)
+
+
+def _object_diff(before: Any, after: Any, *, path: str, depth: int, item_keys: bool = False) -> list[Row]:
     if not (isinstance(before, dict) and isinstance(after, dict)) or depth >= DIFF_DEPTH:
         return [Row(path or "value", "changed", Value.of(before), Value.of(after))]
     rows = []
-    for key in sorted(before.keys() | after.keys(), key=str):
-        name = f"{path}.{key}" if path else str(key)
+    # A list's items keep their order (the plan's); an object's keys are sorted.
+    keys = (
+        [*before, *(key for key in after if key not in before)]
+        if item_keys
+        else sorted(before.keys() | after.keys(), key=str)
+    )
+    for key in keys:
+        name = f"{path}[{key}]" if item_keys else f"{path}.{key}" if path else str(key)
         if key not in before:
             rows.append(Row(name, "added", Value(missing=True), Value.of(after[key])))
         elif key not in after:
             rows.append(Row(name, "removed", Value.of(before[key]), Value(missing=True)))
         elif before[key] != after[key]:
-            if isinstance(before[key], dict) and isinstance(after[key], dict):
+            if isinstance(before[key], (dict, list)) and isinstance(after[key], type(before[key])):
                 rows += json_diff(before[key], after[key], path=name, depth=depth + 1)
             else:
                 rows.append(Row(name, "changed", Value.of(before[key]), Value.of(after[key])))
