@@ -157,6 +157,9 @@ if DATABASE_URL and not DATABASE_URL.startswith("sqlite"):
     # instead of holding a worker for 30 s; start-up checks it the same way (tasks_app/checks.py).
     _db["OPTIONS"] = {
         "connect_timeout": DB_CONNECT_TIMEOUT,
+        # Each process's sessions carry its pid (pg_stat_activity tells which daphne holds which
+        # connection; tests wait on it for a stopped server's sessions to end, tests/servers.py).
+        "application_name": f"taskdesk {os.getpid()}",
         # Parameters bound by the server and statements prepared after their fifth use on a
         # connection: the write path's statements are parsed and planned once per connection,
         # not per write, and values travel apart from the SQL (a quarter less client CPU per

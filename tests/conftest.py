@@ -141,6 +141,7 @@ def daphne_server(django_db_setup, django_db_blocker, tmp_path_factory):
     try:
         yield url
     finally:
-        from tests.servers import stop
+        from tests.servers import stop, wait_for_database_sessions_to_end
 
         stop(proc)
+        wait_for_database_sessions_to_end(proc.pid)

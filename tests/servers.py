@@ -54,6 +54,29 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
 
 
+def wait_for_database_sessions_to_end(pid: int, timeout: float = 10.0) -> None:
+    """Wait until a stopped server's PostgreSQL sessions have ended.
+
+    PostgreSQL ends a client's backends a moment after the client process is gone. A test
+    database dropped in that moment (a session-scoped server stopped just before) is refused
+    with "being accessed by other users": the run ends with a warning and leaves the database
+    behind. Each Taskdesk process names its sessions after its pid (settings, application_name).
+    """
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return
+    import psycopg
+
+    name = f"taskdesk {pid}"
+    params = {"host": db["HOST"], "port": db["PORT"] or 5432, "user": db["USER"], "password": db["PASSWORD"]}
+    with psycopg.connect(dbname="postgres", autocommit=True, **{k: v for k, v in params.items() if v}) as conn:
+        deadline = time.monotonic() + timeout
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [name]).fetchone()[0]:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+
 def production_env(**overrides: str) -> dict[str, str]:
     """The environment of a production-like server on the test database: DEBUG off."""
     env = {
@@ -125,6 +148,8 @@ class Daphne:
 
     def stop(self) -> None:
         stop(self.proc)
+        if self.proc is not None:
+            wait_for_database_sessions_to_end(self.proc.pid)
 
 
 class Nginx:

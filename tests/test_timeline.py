@@ -60,12 +60,12 @@ def test_it_leads_with_the_newest_across_activity_and_events(signed_in, task, sy
     assert ITEM_ID.findall(html) == expected
     status = item_html(html, f"tl-e-{events[1].pk}")
     assert "Changed the status" in status and "badge-pending" in status and "badge-executing" in status
-    assert "No activity yet." not in html and "The task's first event." in html
+    assert "No messages, tool calls or reasoning yet." not in html and "The task's first event." in html
 
 
 def test_no_activity_yet_says_so_above_the_events(signed_in, task):
     html = page_html(signed_in, task)
-    assert '<li class="timeline-empty" data-timeline-empty>No activity yet.</li>' in html
+    assert '<li class="timeline-empty" data-timeline-empty>No messages, tool calls or reasoning yet.</li>' in html
     assert "Created the task" in html
 
 

@@ -8,7 +8,7 @@
  * - While the top of the timeline is scrolled out of view, arrivals are counted in the
  *   "N new ↑" pill (#timeline-new); it scrolls back up, and reaching the top clears it. What the
  *   reader looks at stays in place as items are added above it.
- * - "No activity yet." goes once the first activity item arrives.
+ * - "No messages, tool calls or reasoning yet." goes once the first activity item arrives.
  * - <time data-elapsed datetime> ticks every second (a running task or tool call), from the
  *   server's clock (meta[name=server-now]).
  */

@@ -1,7 +1,8 @@
 """The task page's "now" in a real Chromium (issue 12): the newest-first timeline, live entries on
-top ("No activity yet." goes), the "N new" pill while scrolled away with nothing moving under the
-reader, a cue on what changed, elapsed time ticking, human times with the exact time on hover,
-pages down to the first event; the activity log page live, with its filters in the URL.
+top ("No messages, tool calls or reasoning yet." goes), the "N new" pill while scrolled away
+with nothing moving under the reader, a cue on what changed, elapsed time ticking, human times
+with the exact time on hover, pages down to the first event; the activity log page live, with
+its filters in the URL.
 
 Changes are written by this process (the agent's side) and reach the server's sockets through
 Redis, as an agent's would."""
@@ -62,7 +63,7 @@ def test_a_live_entry_arrives_on_top_with_a_cue_and_no_activity_yet_goes(new_ses
     page = new_session("alice")
     page.goto(detail_url(task))
     wait_live(page)
-    expect(page.locator(".timeline-empty")).to_have_text("No activity yet.")
+    expect(page.locator(".timeline-empty")).to_have_text("No messages, tool calls or reasoning yet.")
     log(task, {"kind": "message", "role": "assistant", "content": "Looking at order 1042"})
     first = page.locator(ITEMS).first
     expect(first).to_contain_text("Looking at order 1042")
