@@ -4,7 +4,7 @@ Each benchmark measures its own baselines in the same run (raw psycopg, a bare D
 bare Channels consumer, small sizes) and appends its rows to a summary file; this script runs
 them one after the other (never at once: they would measure each other) and prints the table.
 
-    .venv/bin/python bench/run_all.py            # the full sizes (~15 min on a 2-core machine)
+    .venv/bin/python bench/run_all.py            # the full sizes (25-45 min on a 2-core machine)
     .venv/bin/python bench/run_all.py --quick    # smaller sizes, under 3 minutes
 """
 
