@@ -321,6 +321,30 @@ def test_a_task_that_changed_since_the_preview_is_refused_with_why(alice, acme, 
     }
 
 
+def test_items_are_written_without_per_row_foreign_key_checks_and_orm_deletes_still_cascade(alice, acme, system_actor):
+    # The selection is frozen by one INSERT ... SELECT; two foreign-key checks per item at commit
+    # were 620 of its 700 ms at 10,000 tasks (models.BulkActionItem).
+    table = BulkActionItem._meta.db_table
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    assert [name for name, c in constraints.items() if c["foreign_key"]] == []
+    tasks = make(acme, system_actor, {"executing": 3})
+    action = services.bulk_action_start(
+        user=alice, organization=acme, act="priority", params={"priority": 9}, tasks=Task.objects.all()
+    )
+    Task.objects.filter(pk=tasks[0].pk).delete()  # a hard delete (the admin's): its item goes with it
+    assert set(BulkActionItem.objects.filter(bulk_action=action).values_list("task_id", flat=True)) == {
+        tasks[1].pk,
+        tasks[2].pk,
+    }
+    services.bulk_actions_run()
+    action.refresh_from_db()
+    assert (action.total, action.done, action.refused) == (3, 2, 0)
+    assert action.finished_at is not None
+    BulkAction.objects.filter(pk=action.pk).delete()
+    assert not BulkActionItem.objects.exists()
+
+
 def test_a_version_conflict_is_retried_once_and_a_second_one_is_a_refusal(alice, acme, system_actor):
     tasks = make(acme, system_actor, {"executing": 2})
     action = services.bulk_action_start(
