@@ -6,7 +6,7 @@ import pytest
 
 from tasks_app import selectors, services
 from tasks_app.live.fragments import render_event_html
-from tasks_app.models import EventType, TaskEvent
+from tasks_app.models import EventType, Task, TaskEvent
 
 
 def top_level_ids(html: str) -> list[str]:
@@ -231,3 +231,66 @@ def test_a_view_render_adds_one_query(task, system_actor, django_assert_max_num_
         render_event_html(event, page="list", can_edit=True)
     with django_assert_max_num_queries(4):  # the view's filter, asked of this one task
         render_event_html(event, page="list", can_edit=True, view="status=executing&agent=support-bot&q=live")
+
+
+def _orm_task_for_fragment(task_pk):
+    """What the fragment's task was read with before it was plain SQL: the ORM's own read."""
+    return (
+        Task.objects.select_related("organization", "agent", "parent", "parent__organization", "assigned_worker")
+        .annotate(has_pending_hitl=selectors.pending_hitl_exists())
+        .get(pk=task_pk)
+    )
+
+
+def test_the_fragments_task_in_plain_sql_reads_as_the_orm_reads_it(acme, agent, system_actor):
+    parent, _ = services.task_create(
+        organization=acme, actor=system_actor, id="lf-parent", title="", input_text="p" * 300, agent=agent
+    )
+    child, _ = services.task_create(
+        organization=acme,
+        actor=system_actor,
+        id="lf-child",
+        title="Child",
+        agent=agent,
+        parent_id="lf-parent",
+        metadata={"nested": {"k": [1, 2.5, None, True]}, "text": "<b>&"},
+        deep_planning={"enabled": True, "tasks": [{"id": "s1", "title": "Step", "completed": False}]},
+    )
+    worker = services.worker_register(organization=acme, name="w-1", roles=["triage"])
+    claimed = services.task_claim(organization=acme, actor=system_actor, worker=worker)
+    assert claimed is not None
+    services.task_update(task=child, actor=system_actor, status="executing")
+    services.hitl_request(task=child, actor=system_actor, question="May I?")
+    loose, _ = services.task_create(organization=acme, actor=system_actor, id="lf-loose", title="No agent")
+    services.task_delete(task=loose, actor=system_actor)
+
+    for pk in (parent.pk, child.pk, claimed.pk, loose.pk):
+        fast, orm = selectors.task_for_fragment(pk), _orm_task_for_fragment(pk)
+        for field in Task._meta.concrete_fields:
+            assert getattr(fast, field.attname) == getattr(orm, field.attname), field.name
+        assert fast.has_pending_hitl is orm.has_pending_hitl
+        assert (fast.organization.slug, fast.organization.name) == (orm.organization.slug, orm.organization.name)
+        assert (fast.agent and fast.agent.name) == (orm.agent and orm.agent.name)
+        assert (fast.assigned_worker and fast.assigned_worker.last_heartbeat_at) == (
+            orm.assigned_worker and orm.assigned_worker.last_heartbeat_at
+        )
+        if orm.parent is None:
+            assert fast.parent is None
+        else:
+            assert (fast.parent.public_id, fast.parent.display_title, fast.parent.organization.slug) == (
+                orm.parent.public_id,
+                orm.parent.display_title,
+                orm.parent.organization.slug,
+            )
+    child_fast = selectors.task_for_fragment(child.pk)
+    assert child_fast.has_pending_hitl and child_fast.parent.display_title == "p" * 120
+    assert selectors.task_for_fragment(10**12) is None
+
+
+def test_a_pushed_list_fragment_reads_its_task_in_one_query(task, system_actor, django_assert_num_queries):
+    services.task_update(task=task, actor=system_actor, priority=4)
+    event = last_event(task)
+    with django_assert_num_queries(1):  # the task, with its organization, agent, worker, parent and pending flag
+        assert selectors.task_for_fragment(task.pk).agent.name == "support-bot"
+    with django_assert_num_queries(1):  # the row's columns come from that one read
+        render_event_html(event, page="list", can_edit=True)

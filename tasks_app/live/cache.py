@@ -36,7 +36,7 @@ def render_event_html(event: TaskEvent, *, page: str, can_edit: bool, view: str)
 def _load_and_render(event_id: int, event: TaskEvent | None, page: str, can_edit: bool, view: str) -> str:
     try:
         if event is None:
-            event = TaskEvent.objects.select_related("task", "actor_user", "actor_token").get(pk=event_id)
+            event = TaskEvent.objects.get(pk=event_id)
         return render_event_html(event, page=page, can_edit=can_edit, view=view)
     finally:
         # The render runs in a task detached from any one socket (it is shared); give the

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from .. import lifecycle
+from .. import lifecycle, rows
 from ..lifecycle import Status
 from ..models import Agent, EventType, HitlDecision, HitlRequest, Task, TaskEvent, Worker
 from . import counters, rollups
@@ -85,25 +85,9 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
 _TASK_FIELDS = Task._meta.concrete_fields
 
 
-@functools.cache
-def _converters_for(vendor: str) -> list[tuple[int, list, Any]]:
-    """(column index, converters, field) for the task's columns that need converting from the database."""
-    result = []
-    for index, field in enumerate(_TASK_FIELDS):
-        column = field.get_col(Task._meta.db_table)
-        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
-        if converters:
-            result.append((index, converters, column))
-    return result
-
-
 def _task_from_row(row: tuple) -> Task:
     """A Task from the lock query's row, converted as the ORM converts (JSON, booleans on SQLite...)."""
-    values = list(row[: len(_TASK_FIELDS)])
-    for index, converters, column in _converters_for(connection.vendor):
-        for converter in converters:
-            values[index] = converter(values[index], column, connection)
-    return Task.from_db(connection.alias, None, values)
+    return rows.from_row(Task, row[: len(_TASK_FIELDS)])
 
 
 @functools.cache
