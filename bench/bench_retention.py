@@ -267,7 +267,14 @@ def run(args) -> None:
     alone = Writer(acme.pk, active).measure(seconds=4)
     print(f"writer alone:        {latency_text(alone)}", flush=True)
 
-    env = {**os.environ, "TASKDESK_USE_TEST_DATABASE": "1", "TEST_DATABASE_NAME": connection.settings_dict["NAME"]}
+    env = {
+        **os.environ,
+        "TASKDESK_USE_TEST_DATABASE": "1",
+        "TEST_DATABASE_NAME": connection.settings_dict["NAME"],
+        # As an operator runs it in production: DEBUG on logged every query's SQL in memory.
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-retention-only-not-a-secret-0123456789",
+    }
     command = [sys.executable, "manage.py", "clean_tasks", "--older-than", "0m", "--org", "acme", "--batch", str(batch)]
     command.append("--no-progress")
     print("$ " + " ".join(command[1:]), flush=True)
