@@ -843,7 +843,8 @@ def task_for_fragment(task_pk: int) -> Task | None:
     render (bench/bench_fanout.py). The parent comes with only what its link shows.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_fragment_sql(connection.vendor), [task_pk])
+        sql, params = _fragment_sql(connection.vendor)
+        cursor.execute(sql, [*params, task_pk])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -875,30 +876,37 @@ _PARENT_FIELDS = ("id", "public_id", "organization_id", "title", "name", "input_
 
 
 @functools.cache
-def _fragment_sql(vendor: str) -> str:
+def _fragment_sql(vendor: str) -> tuple[str, tuple]:
+    """The statement and the parameters it binds before the task's id (the subquery's own)."""
     quote = connection.ops.quote_name
-    table = {model: quote(model._meta.db_table) for model in (Task, Organization, Agent, Worker, HitlRequest)}
+    table = {model: quote(model._meta.db_table) for model in (Task, Organization, Agent, Worker)}
+    # The task is selected under its table's own name, so the pending-HITL rule compiles from
+    # pending_hitl_exists() as every other read uses it (its subquery points at that name).
+    task = table[Task]
+    query = Task.objects.all().query
+    pending, pending_params = query.get_compiler(connection=connection).compile(
+        pending_hitl_exists().resolve_expression(query)
+    )
     parent = [
         f"substr(p.{quote('input_text')}, 1, 120)" if column.endswith(quote("input_text")) else column
         for column in rows.columns(Task, "p", _PARENT_FIELDS)
     ]
     selected = [
-        *rows.columns(Task, "t"),
+        *rows.columns(Task, task),
         *rows.columns(Organization, "o"),
         *rows.columns(Agent, "a"),
         *rows.columns(Worker, "w"),
         *parent,
-        # Pending: no decision yet (HitlRequest.is_pending; the hitl_one_pending constraint).
-        f"EXISTS (SELECT 1 FROM {table[HitlRequest]} h WHERE h.task_id = t.id AND h.decision IS NULL)",  # noqa: S608
+        pending,
     ]
     return (
-        f"SELECT {', '.join(selected)} FROM {table[Task]} t"  # noqa: S608 (names from the models)
-        f" JOIN {table[Organization]} o ON o.id = t.organization_id"
-        f" LEFT JOIN {table[Agent]} a ON a.id = t.agent_id"
-        f" LEFT JOIN {table[Worker]} w ON w.id = t.assigned_worker_id"
-        f" LEFT JOIN {table[Task]} p ON p.id = t.parent_id"
-        " WHERE t.id = %s"
-    )
+        f"SELECT {', '.join(selected)} FROM {task}"  # noqa: S608 (names from the models)
+        f" JOIN {table[Organization]} o ON o.id = {task}.organization_id"
+        f" LEFT JOIN {table[Agent]} a ON a.id = {task}.agent_id"
+        f" LEFT JOIN {table[Worker]} w ON w.id = {task}.assigned_worker_id"
+        f" LEFT JOIN {task} p ON p.id = {task}.parent_id"
+        f" WHERE {task}.id = %s"
+    ), tuple(pending_params)
 
 
 def task_events_since(task: Task, version: int, *, limit: int = 20) -> list[TaskEvent]:
