@@ -13,6 +13,7 @@ from unittest import mock
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
+from django.db.models import JSONField, Value
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -170,6 +171,37 @@ def test_it_strips_the_content_and_keeps_the_record_audit_and_counts(acme, syste
     assert cleaned.after["activity_entries"] == 3
     assert cleaned.snapshot["cleaned_at"] == task.cleaned_at.isoformat()
     assert_no_content([cleaned.before, cleaned.after, cleaned.snapshot])
+
+
+def test_the_cleaned_event_names_exactly_the_fields_that_held_content(acme, system_actor):
+    # Empty values, JSON null and SQL NULL hold nothing; an empty result text is still a result.
+    full = finished_task(acme, system_actor, "full")
+    bare, _ = services.task_create(organization=acme, actor=system_actor, id="bare", status="executing")
+    services.task_update(task=bare, actor=system_actor, status="completed", result="")
+    nulls, _ = services.task_create(organization=acme, actor=system_actor, id="nulls", status="failed")
+    Task.objects.filter(pk=nulls.pk).update(input_user=Value(None, JSONField()), output_schema=None, result=None)
+    for task in (full, bare, nulls):
+        backdate(task, 100)
+
+    clean("--older-than", "90d")
+
+    def cleaned_changes(task):
+        return TaskEvent.objects.get(task=task, type=EventType.CLEANED).changes
+
+    assert cleaned_changes(full) == [
+        "input_text",
+        "input_user",
+        "additional_context",
+        "mcp_servers",
+        "result",
+        "metadata",
+        "params",
+        "payload_extension",
+        "deep_planning",
+        "cleaned_at",
+    ]
+    assert cleaned_changes(bare) == ["result", "cleaned_at"]
+    assert cleaned_changes(nulls) == ["cleaned_at"]
 
 
 def test_only_tasks_finished_before_the_cutoff_are_cleaned(acme, system_actor):
