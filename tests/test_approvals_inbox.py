@@ -209,7 +209,7 @@ def test_the_decided_tab_says_who_decided_what_when(client, alice, acme, system_
 def test_the_decided_tab_filters_by_decision_and_timed_out(client, alice, acme, system_actor):
     responded, approved, rejected = _decide_all(acme, alice, system_actor, 3)
     timed_out = _paused(acme, system_actor, "d-late", deadline=timezone.now() - timedelta(seconds=1))
-    services.hitl_expire_due()
+    services.hitl_expire_due(every_organization=True)
     withdrawn = _paused(acme, system_actor, "d-stop")
     services.task_stop(task=withdrawn.task, actor=system_actor)
     client.force_login(alice)

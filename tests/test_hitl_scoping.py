@@ -52,6 +52,19 @@ def test_the_expire_command_is_the_system_job_for_every_organization(acme, globe
     assert {h.decision for h in HitlRequest.objects.filter(pk__in=[acme_due.pk, globex_due.pk])} == {"rejected"}
 
 
+def test_expiring_every_organization_is_said_not_assumed(acme, globex):
+    acme_due, globex_due = _overdue(acme, "a"), _overdue(globex, "g")
+    with pytest.raises(ValueError, match="every_organization"):
+        services.hitl_expire_due()
+    with pytest.raises(ValueError, match="every_organization"):
+        services.hitl_expire_due(organization_ids=[acme.pk], every_organization=True)
+    assert services.hitl_expire_due(organization_ids=[globex.pk]) == 1
+    assert HitlRequest.objects.get(pk=acme_due.pk).decision is None
+    assert services.hitl_expire_due(every_organization=True) == 1
+    assert HitlRequest.objects.get(pk=acme_due.pk).decision == "rejected"
+    assert HitlRequest.objects.get(pk=globex_due.pk).decision == "rejected"
+
+
 def test_the_decide_rule(acme, globex, alice, bob, charlie, django_user_model):
     acme_token, _ = api_token_create(organization=acme, name="acme-bot")
     globex_token, _ = api_token_create(organization=globex, name="globex-bot")

@@ -360,6 +360,38 @@ def test_pages_and_apis_render_legacy_rows_with_infinite_duration_and_odd_plans(
     assert client_500.get("/api/v1/tasks/t2", **auth).json()["deep_planning"] == {}
 
 
+RESULT_TEXTS = ["NaN", "-Infinity", "1e999", "[" * 1500 + "]" * 1500, '{"a":' * 1500 + "1" + "}" * 1500,
+                '{"x": "\\ud800"}']  # fmt: skip
+
+
+@pytest.mark.parametrize("text", RESULT_TEXTS, ids=["nan", "-inf", "1e999", "deep-list", "deep-object", "surrogate"])
+def test_a_result_text_that_looks_like_hostile_json_is_stored_as_text_and_renders_everywhere(
+    client_500, alice, auth, task, text
+):
+    # A result is text: any text is accepted, and no reader may parse it into something it cannot write.
+    response = _send(client_500, "patch", "/api/v1/tasks/t1", json.dumps({"result": text}), **auth)
+    assert response.status_code == 200, response.content[:300]
+    assert Task.objects.get(pk=task.pk).result == text
+    client_500.force_login(alice)
+    for url in ("/tasks/", "/tasks/acme/t1/", "/tasks/acme/t1/timeline/"):
+        assert client_500.get(url).status_code == 200, url
+    answers = [
+        client_500.get("/api/v1/tasks/t1", **auth),
+        _send(client_500, "post", "/rpc", _rpc("task.list", {}), **auth),
+    ]
+    for response in answers:
+        assert response.status_code == 200, response.content[:300]
+        body = json.loads(response.content, parse_constant=lambda name: pytest.fail(f"wrote {name}"))
+    listed = body["result"]["tasks"][0]["result"]
+    assert listed == text  # not JSON any reader can write back: shown as the text it is
+
+
+def test_a_result_text_holding_plain_json_reads_as_that_json_on_json_rpc(client_500, auth, task):
+    _send(client_500, "patch", "/api/v1/tasks/t1", json.dumps({"result": '{"refunded": 40}'}), **auth)
+    body = _send(client_500, "post", "/rpc", _rpc("task.list", {}), **auth).json()
+    assert body["result"]["tasks"][0]["result"] == {"refunded": 40}
+
+
 # --- Server errors on API paths are JSON; an unreachable database is a 503 -----------------
 
 

@@ -92,6 +92,13 @@ def test_a_public_id_without_its_organization_is_a_programming_error(task, alice
     assert (task.priority, task.version) == (50, 1)
 
 
+def test_a_task_with_another_organizations_id_is_a_programming_error(task, globex, alice_actor):
+    with pytest.raises(ValueError, match="another organization"):
+        services.task_update(task=task, organization_id=globex.pk, actor=alice_actor, priority=1)
+    task.refresh_from_db()
+    assert (task.priority, task.version) == (50, 1)
+
+
 def test_create_refuses_a_parent_from_another_organization(acme, globex, system_actor):
     other, _ = services.task_create(organization=globex, actor=system_actor, title="theirs")
     with pytest.raises(services.InvalidInput) as info:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .. import lifecycle
 from ..lifecycle import Status
-from ..models import EDIT_ROLES, ActivityKind, ActorKind, EventType, HitlDecision, HitlRequest, Membership, Task
+from ..models import ActivityKind, ActorKind, EventType, HitlDecision, HitlRequest, Task
 from .activity import append_activity
 from .actors import Actor
 from .errors import Errors, HitlAlreadyDecided, HitlError, InvalidInput, NotAllowed, TransitionRefused
@@ -111,9 +111,9 @@ def may_decide_hitl(actor: Actor, organization_id: int) -> bool:
     user = actor.user_or_none
     if user is None:
         return False
-    if user.is_superuser:
-        return True
-    return Membership.objects.filter(user=user, organization_id=organization_id, role__in=EDIT_ROLES).exists()
+    from .. import selectors  # selectors reads through services: imported when called
+
+    return selectors.can_edit(user, organization_id)  # the one rule of who may change tasks
 
 
 # What a person may decide (the deadline decides only as the request's on_timeout says).
@@ -258,11 +258,16 @@ def hitl_decide(
     return locked_hitl
 
 
-def hitl_expire_due(*, now: datetime | None = None, organization_ids: list[int] | None = None) -> int:
+def hitl_expire_due(
+    *, now: datetime | None = None, organization_ids: list[int] | None = None, every_organization: bool = False
+) -> int:
     """Resolve pending requests past their deadline as each request says; returns how many.
 
-    A system job (`manage.py expire_hitl`); a page may run it for its viewer's own organizations.
+    A system job (`manage.py expire_hitl`, which says `every_organization=True`); a page may run
+    it for its viewer's own organizations. Neither given is a programming error, not "all".
     """
+    if (organization_ids is None) == (not every_organization):
+        raise ValueError("Pass the organizations' ids, or every_organization=True (the system job).")
     now = now or timezone.now()
     qs = HitlRequest.objects.filter(decision__isnull=True, deadline__lte=now)
     if organization_ids is not None:

@@ -53,6 +53,8 @@ def lock_task(task: Task | str, organization_id: int | None = None) -> Task:
     is a programming error, not a lookup across organizations.
     """
     if isinstance(task, Task):
+        if organization_id is not None and organization_id != task.organization_id:
+            raise ValueError("The task belongs to another organization than the one passed.")
         column, value, organization_id, label = "id", task.pk, task.organization_id, task.public_id
     else:
         if organization_id is None:

@@ -165,6 +165,21 @@ def parse_json(raw: str | bytes, *, max_depth: int = BODY_MAX_DEPTH) -> Any:
     return value
 
 
+def json_or_text(raw: str) -> Any:
+    """Text stored as it came (a task's result) read as the JSON it holds, when it holds JSON every
+    reader can render and write back (bounded depth, finite numbers, valid text); else the text.
+
+    A result is stored as text and never refused for what JSON it looks like, so its readers must
+    not trust it: `"NaN"` parsed would be written back as the non-JSON token NaN, and a thousand
+    nested brackets would raise RecursionError in every page that shows the task.
+    """
+    try:
+        value = parse_json(raw)
+    except JsonRefused:
+        return raw
+    return raw if json_problem_at(value) is not None else value
+
+
 def finite(value: Any, default: float = 0.0) -> Any:
     """A stored number as a reader may write it: rows from before the checks may hold NaN or Infinity."""
     return value if not isinstance(value, float) or math.isfinite(value) else default

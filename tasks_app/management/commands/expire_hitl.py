@@ -17,7 +17,7 @@ class Command(BaseCommand):
         if every is not None and every <= 0:
             raise CommandError("--every must be a positive number of seconds.")
         while True:
-            resolved = services.hitl_expire_due()
+            resolved = services.hitl_expire_due(every_organization=True)
             if resolved or every is None:
                 self.stdout.write(f"Resolved {resolved} expired request{'s' if resolved != 1 else ''}.")
             if every is None:
