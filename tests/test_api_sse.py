@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from tasks_app.api.sse import event_stream, format_jsonrpc, format_native
 from tasks_app.models import Organization, Task, TaskEvent
-from tasks_app.services import Actor, api_token_create, api_token_revoke, task_create, task_update
+from tasks_app.services import Actor, api_token_create, api_token_revoke, append_activity, task_create, task_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,6 +177,26 @@ def test_a_client_that_reconnects_with_last_event_id_gets_exactly_what_it_missed
 
         # The server still serves after the client went away mid-stream.
         assert http.get(f"{daphne_server}/api/v1/tasks/live-1", headers=headers).json()["title"] == "renamed"
+
+
+def test_the_http_stream_goes_on_past_an_activity_entry_in_both_formats(daphne_server, acme):
+    # An activity event carries no snapshot of its own: formatting it reads the database, which
+    # the stream must do off the event loop (it used to end the stream at the first entry).
+    _, raw = api_token_create(organization=acme, name="watcher")
+    headers = {"Authorization": f"Bearer {raw}"}
+    actor = Actor.system("test")
+    task, _ = task_create(organization=acme, actor=actor, id="chatty", title="chatty")
+    append_activity(task=task, actor=actor, entries=[{"kind": "message", "role": "agent", "content": "step 1"}])
+    task_update(task=task, actor=actor, priority=77)
+    expected = list(TaskEvent.objects.filter(task=task).order_by("id").values_list("id", "type"))
+    assert [kind for _, kind in expected] == ["task.created", "task.activity", "task.updated"]
+    with httpx.Client(timeout=httpx.Timeout(10.0)) as http:
+        for fmt in ("native", "jsonrpc"):
+            params = {"heartbeat": 1, "format": fmt, "after": 0}
+            with http.stream("GET", f"{daphne_server}/api/v1/events", headers=headers, params=params) as stream:
+                received = _read_events(stream.iter_lines(), 3)
+            assert [int(m["id"]) for m in received] == [pk for pk, _ in expected], fmt
+    assert json.loads(received[2]["data"])["payload"]["priority"] == 77
 
 
 def test_sse_refuses_missing_tokens_and_other_organizations_tasks(daphne_server, acme, globex):

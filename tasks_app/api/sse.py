@@ -163,11 +163,25 @@ async def sse_frames(
     ping: str = ": ping\n\n",
     opening: str = ": connected\n\n",
 ) -> AsyncIterator[str]:
-    """SSE text for a stream of events; the opening comment flushes headers to the client at once."""
+    """SSE text for a stream of events; the opening comment flushes headers to the client at once.
+
+    Each event is formatted in a worker thread: a formatter may read the database (an activity
+    event has no snapshot of its own, so `task_at` reads the one before it), which Django refuses
+    on the event loop; a stream that formatted there ended at the first activity entry.
+    """
+
+    def format_closing(event: TaskEvent) -> str:
+        try:
+            return formatter(event)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()  # the worker thread's pooled connection goes back
+
+    render = database_sync_to_async(format_closing, thread_sensitive=False)
     if opening:
         yield opening
     async for event in events:
-        yield ping if event is None else formatter(event)
+        yield ping if event is None else await render(event)
 
 
 def stream_response(frames: AsyncIterator[str]) -> StreamingHttpResponse:
