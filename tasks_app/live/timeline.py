@@ -20,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from .. import lifecycle
 from ..models import ActivityEntry, ActivityKind, EventType, HitlDecision, TaskEvent
 from ..services.retention import EVENT_CONTENT_KEYS
+from ..services.validation import json_or_text
 from ..templatetags.taskdesk import duration
 
 # Fields whose values are JSON objects, diffed per key.
@@ -132,10 +133,7 @@ def _object_diff(before: Any, after: Any, *, path: str, depth: int, item_keys: b
 def _as_object(value: Any) -> Any:
     """A JSON object stored as text (a task's result) as the object, anything else as it is."""
     if isinstance(value, str) and value.lstrip().startswith("{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
+        return json_or_text(value)
     return value
 
 
