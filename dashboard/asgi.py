@@ -1,5 +1,6 @@
 """ASGI entry point: pages through Django, agent APIs through Django with their own lean
-middleware, websockets through an exact origin check + session auth."""
+middleware, pages' websockets through an exact origin check + session auth, the agents' /ws
+through its token (an Origin, when sent, checked the same)."""
 
 import asyncio
 import contextlib
@@ -25,7 +26,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix  # noqa: E4
 from django.urls import get_resolver, set_script_prefix  # noqa: E402
 
 from tasks_app.live.origin import SameOriginValidator  # noqa: E402
-from tasks_app.routing import websocket_urlpatterns  # noqa: E402
+from tasks_app.routing import AGENT_SOCKET_PATH, agent_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 
 class AgentApiHandler(ASGIHandler):
@@ -108,12 +109,18 @@ async def http_app(scope, receive, send):
     await app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
-)
+page_sockets = SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+# Agents authenticate with a token header (api/jsonrpc_ws.py), which a browser cannot set on a
+# websocket: no session is read, and a request without an Origin is not a browser's.
+agent_sockets = SameOriginValidator(URLRouter(agent_websocket_urlpatterns), origin_required=False)
+
+
+async def websocket_app(scope, receive, send):
+    app = agent_sockets if scope.get("path") == AGENT_SOCKET_PATH else page_sockets
+    await app(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})
 
 
 def _freeze_start_up_objects() -> None:

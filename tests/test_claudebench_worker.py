@@ -1,6 +1,8 @@
 """A ClaudeBench worker, written from ClaudeBench's docs (docs/docs/api/system/register.md,
 heartbeat.md, task/claim.md, complete.md, list.md), runs its loop against Taskdesk's /rpc on a
 real daphne server: only the base URL and the API key header differ from pointing it upstream.
+Its events are read as ClaudeBench's clients read them, from the /ws socket (guides/websocket-events.md;
+tests/test_claudebench_ws.py has the socket's own tests), and agree with the SSE stream's.
 """
 
 import itertools
@@ -10,8 +12,10 @@ import uuid
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from tasks_app.models import Face, Membership, Role, Task, TaskEvent, Worker
+from tasks_app.templatetags.taskdesk import machine_time
 
 from .clients_conftest import face_world_fixture, task_of  # noqa: F401
 
@@ -77,7 +81,20 @@ class Worker_:
 
 
 def read_events(url: str, token: str, want: int) -> list[dict]:
-    """The organization's events replayed from the start in ClaudeBench's shape."""
+    """The organization's events replayed from the start in ClaudeBench's shape, from the socket:
+    subscribed to `task.*` with `?after=0`, each `{"type": "event"}` frame's `data`."""
+    socket_url = url.replace("http://", "ws://", 1) + "/ws?after=0"
+    with connect(socket_url, additional_headers={"X-API-Key": token}, proxy=None, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "connected"
+        ws.send(json.dumps({"action": "subscribe", "events": ["task.*"]}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        frames = [json.loads(ws.recv(timeout=10)) for _ in range(want)]
+    assert all(frame["type"] == "event" and frame["event"] == frame["data"]["type"] for frame in frames)
+    return [frame["data"] for frame in frames]
+
+
+def read_sse_events(url: str, token: str, want: int) -> list[dict]:
+    """The same from GET /api/v1/events?format=jsonrpc."""
     messages = []
     params = {"format": "jsonrpc", "after": "0"}
     with httpx.stream("GET", url + "/api/v1/events", params=params, headers={"X-API-Key": token}, timeout=10) as r:
@@ -132,11 +149,17 @@ def test_a_claudebench_worker_runs_its_loop_and_shows_on_the_desk(face_world, cl
     client.force_login(staff)
     page = client.get("/tasks/").content.decode()
     assert page.count("worker worker-001") == 2
+    row.refresh_from_db()
+    beat = f'worker worker-001 · beat <time datetime="{machine_time(row.last_heartbeat_at)}"'
+    assert page.count(beat) == 2  # the worker's last heartbeat on each of its rows
     detail = client.get(f"/tasks/acme/{created[0]['id']}/").content.decode()
     assert "worker-001" in detail and "last heartbeat" in detail
 
     # Its events, replayed from the log, in ClaudeBench's shapes and as each was at the time.
     events = read_events(face_world.url, face_world.acme_token, 7)
+    assert [{k: v for k, v in e.items() if k != "id"} for e in events] == read_sse_events(
+        face_world.url, face_world.acme_token, 7
+    )
     a, b = (t["id"] for t in created)
     assert [(m["type"], m["payload"].get("id") or m["payload"].get("taskId")) for m in events] == [
         ("task.created", a),

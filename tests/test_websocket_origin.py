@@ -86,3 +86,41 @@ async def test_a_socket_with_alices_cookie_opens_only_from_the_exact_origin(alic
     connected, _ = await comm.connect(timeout=5)
     assert connected is accepted
     await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    "origins,accepted",
+    [
+        ((), True),  # an agent: no browser, no Origin
+        ((b"http://testserver",), True),
+        ((b"http://testserver", b"http://testserver"), False),  # repeated: no single origin to check
+        ((b"http://evil.example",), False),
+        ((b"null",), False),
+    ],
+)
+async def test_the_agent_socket_needs_no_origin_but_checks_one_that_is_sent(acme, origins, accepted):
+    from asgiref.sync import sync_to_async
+
+    from dashboard.asgi import application
+    from tasks_app.services import api_token_create
+    from tests.live_sockets import Communicator
+
+    _, raw = await sync_to_async(api_token_create)(organization=acme, name="agent")
+    headers = [(b"host", b"testserver"), (b"x-api-key", raw.encode()), *((b"origin", o) for o in origins)]
+    comm = Communicator(application, "/ws", headers=headers)
+    connected, _ = await comm.connect(timeout=5)
+    assert connected is accepted
+    await comm.disconnect()
+
+
+async def test_page_sockets_still_need_the_origin(alice):
+    from asgiref.sync import sync_to_async
+
+    from dashboard.asgi import application
+    from tests.live_sockets import Communicator
+
+    cookie = await sync_to_async(session_cookie)(alice)
+    comm = Communicator(application, "/ws/tasks/", headers=[(b"host", b"testserver"), (b"cookie", cookie.encode())])
+    connected, _ = await comm.connect(timeout=5)
+    assert connected is False
+    await comm.disconnect()

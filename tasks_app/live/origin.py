@@ -31,8 +31,12 @@ def normalize_origin(value: str) -> tuple[str, str, int] | None:
     return parts.scheme, parts.hostname.lower(), port or DEFAULT_PORTS[parts.scheme]
 
 
+def _values(scope, name: bytes) -> list[bytes]:
+    return [value for key, value in scope.get("headers", []) if key.lower() == name]
+
+
 def _header(scope, name: bytes) -> str | None:
-    values = [value for key, value in scope.get("headers", []) if key.lower() == name]
+    values = _values(scope, name)
     if len(values) != 1:
         return None  # missing or repeated: no single origin to check
     return values[0].decode("latin1")
@@ -71,12 +75,23 @@ def allowed_origin(scope, origin: str | None) -> bool:
 
 
 class SameOriginValidator:
-    """ASGI middleware: a websocket whose Origin is not exactly an allowed one is denied (403)."""
+    """ASGI middleware: a websocket whose Origin is not exactly an allowed one is denied (403).
 
-    def __init__(self, application):
+    `origin_required=False` (agent sockets, authenticated by a token header a browser cannot set
+    on a websocket): a request without any Origin header, which only a non-browser client sends,
+    goes through; one with an Origin must still carry exactly one allowed origin.
+    """
+
+    def __init__(self, application, *, origin_required: bool = True):
         self.application = application
+        self.origin_required = origin_required
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "websocket" and not allowed_origin(scope, _header(scope, b"origin")):
+        if scope["type"] == "websocket" and not self._passes(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)
+
+    def _passes(self, scope) -> bool:
+        if not self.origin_required and not _values(scope, b"origin"):
+            return True
+        return allowed_origin(scope, _header(scope, b"origin"))
