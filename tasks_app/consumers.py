@@ -180,3 +180,18 @@ class HitlInboxConsumer(TaskEventsConsumer):
     """The HITL inbox: the list's organizations, the inbox's fragments."""
 
     list_page = "approvals"
+
+
+class OpsConsumer(TaskEventsConsumer):
+    """The operations view of one organization: a bell per event (its id only), no task content.
+
+    The page refreshes its numbers from the rollups when it hears one (static/js/ops.js, at most
+    every few seconds), so a quiet organization's view changes within a second of a write and
+    costs nothing while nothing happens.
+    """
+
+    def _access(self, user, org: str | None, task_id: str | None) -> tuple[str, int | None, dict[int, bool]] | None:
+        organization = next((o for o in selectors.organizations_for(user) if o.slug == org), None)
+        if organization is None:
+            return None
+        return "ops", None, {organization.pk: selectors.can_edit(user, organization.pk)}

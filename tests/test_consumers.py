@@ -192,6 +192,25 @@ async def test_alice_receives_the_escaped_fragment(cookies, acme_task, alice_act
     await alice.disconnect()
 
 
+async def test_the_ops_socket_rings_with_each_event_id_of_its_organization_and_nothing_else(
+    cookies, acme_task, globex_task, alice_actor, system_actor
+):
+    for cookie, path in ((cookies["charlie"], "/ws/ops/acme/"), (cookies["alice"], "/ws/ops/nowhere/")):
+        comm, connected = await connect(path, cookie)
+        assert connected and (await close_code(comm))[0] == 4404, path  # not a member: nothing to hear
+        await comm.disconnect()
+    alice, connected = await connect(f"/ws/ops/acme/?after={await newest_event_id(acme_task)}", cookies["alice"])
+    assert connected
+    await update(task=globex_task, actor=system_actor, title="globex secret")
+    assert await alice.receive_nothing(timeout=0.5)  # another organization's bell
+    await update(task=acme_task, actor=alice_actor, title=XSS)
+    html = await alice.receive_from(timeout=5)
+    newest = await newest_event_id(acme_task)
+    org = acme_task.organization_id
+    assert html == f'<meta id="last-event-id" data-event-id="{newest}" data-org-id="{org}" hx-swap-oob="true">'
+    await alice.disconnect()
+
+
 async def test_the_detail_socket_hears_only_its_task(cookies, acme, acme_task, alice_actor):
     other, _ = await create(organization=acme, actor=alice_actor, title="other")
     alice, connected = await connect(detail_path(acme_task), cookies["alice"])

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tasks_app import selectors, services
-from tasks_app.models import Face, TaskRollup, Worker
+from tasks_app.models import Face, TaskEvent, TaskRollup, Worker
 from tasks_app.services import rollups
 
 from .dashboard_helpers import XSS_PAYLOADS, assert_escaped
@@ -65,9 +65,14 @@ def test_the_poll_gets_the_body_and_the_controls_get_the_page(signed_in, acme, s
     work(acme, system_actor, 3)
     body = signed_in.get(URL + "?window=24h", **POLL).content.decode()
     assert body.strip().startswith('<div id="ops-body"') and "<html" not in body
-    assert 'hx-get="/ops/?window=24h"' in body and "every 5s" in body
+    # Refreshed when the organization's bell rings (static/js/ops.js), and each minute so the window slides.
+    assert 'hx-get="/ops/?window=24h"' in body and 'hx-trigger="ops-changed, every 60s' in body
+    assert "ws-connect" not in body  # a refresh leaves the socket alone
     page = signed_in.get(URL + "?window=7d", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="ops-page").content.decode()
     assert page.strip().startswith('<div id="ops-page"') and "<html" not in page
+    # The page's socket: its organization's bell, from the newest event on.
+    newest = TaskEvent.objects.filter(organization=acme).order_by("-id").values_list("pk", flat=True).first()
+    assert f'ws-connect="/ws/ops/acme/?after={newest}"' in page
     assert re.search(r'href="\?window=7d"[^>]*aria-current="page"', page)
 
 

@@ -23,6 +23,9 @@ new to it or moved as "N new — show"; then the counts bar and the event id as 
 
 page "approvals" (the HITL inbox): fragments_hitl.render_hitl_event_html, and the event id.
 
+page "ops" (the operations view, consumers.OpsConsumer): the event id alone, its bell; the page
+reads its figures from the rollups when it hears one (static/js/ops.js).
+
 page "detail" (the task page, and its activity log page, which shows only what it has targets for):
 - the panels `#task-header`, `#panel-status`, `#panel-result`, `#panel-metadata`,
   `#panel-params`, `#panel-priority`, `#panel-tokens`, `#panel-plan` (hx-swap-oob="true"), the
@@ -46,17 +49,21 @@ from ..models import EventType, TaskEvent
 from . import fragments_hitl, timeline
 from .presenters import detail_context, status_count_groups, timeline_context
 
-PAGES = ("list", "detail", "approvals")
+PAGES = ("list", "detail", "approvals", "ops")
 HITL_EVENTS = (EventType.HITL_REQUESTED, EventType.HITL_DECIDED, EventType.DELETED)
 
 
 def render_event_html(event: TaskEvent, *, page: str, can_edit: bool, view: str = "") -> str:
-    """The out-of-band fragment for `event` on a "list", "detail" or "approvals" page.
+    """The out-of-band fragment for `event` on a "list", "detail", "approvals" or "ops" page.
 
     `view` is a list page's view key (selectors.TaskFilters.query; "" is the default view).
     """
     if page not in PAGES:
         raise ValueError(f"page must be one of {PAGES}, not {page!r}")
+    if page == "ops":
+        # The operations view only needs to know that something changed: the event's id (the
+        # page's resume position), nothing of the task; it reads its numbers from the rollups.
+        return render_to_string("tasks/task_list.html#last-event-id", {"event": event})
     if page == "approvals":
         html = fragments_hitl.render_hitl_event_html(event, can_edit=can_edit)
         return html + render_to_string("tasks/task_list.html#last-event-id", {"event": event})

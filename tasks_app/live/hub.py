@@ -110,7 +110,7 @@ def db(func):
 class Reader(Protocol):
     """What the hub needs of a websocket consumer."""
 
-    page: str  # "list", "approvals" or "detail"
+    page: str  # "list", "approvals", "detail" or "ops"
     view: str  # a list page's filters and sort (selectors.TaskFilters.query); "" otherwise
     task_pk: int | None
     orgs: dict[int, bool]  # organization id -> may edit

@@ -2,11 +2,14 @@
 
 Everything comes from the rollups the write path keeps (services.rollups, read by
 selectors.ops_report): a handful of queries whatever the number of tasks. The charts are SVG
-drawn by the template from tasks_app.charts' geometry. The page refreshes its body every
-REFRESH_SECONDS with a plain htmx poll of the same URL (the fragment `#ops-body`), only while the
-tab is visible: the numbers are per minute, and a poll costs the same four reads whether the
-organization writes one task a minute or a hundred a second (an event-driven push would render
-on every change).
+drawn by the template from tasks_app.charts' geometry.
+
+Live: the page holds a socket to its organization's bell (consumers.OpsConsumer, on the live hub
+like every page), which pushes each event's id and nothing else. static/js/ops.js then refreshes
+the body (the same URL, the fragment `#ops-body`) at most every MIN_GAP_SECONDS: a quiet
+organization's view moves within a second of a write, a busy one's costs at most one refresh of
+four reads per gap however fast it writes, and none while nothing happens and the tab is hidden.
+Every SLIDE_SECONDS while shown it refreshes anyway, so the window slides past old minutes.
 """
 
 from datetime import datetime, timedelta
@@ -24,7 +27,8 @@ from ..services.workers import WORKER_TTL
 from .tasks import no_organizations
 
 TEMPLATE = "ops/ops.html"
-REFRESH_SECONDS = 5
+MIN_GAP_SECONDS = 2
+SLIDE_SECONDS = 60
 # An agent that wrote within LIVE_AFTER is live; within IDLE_AFTER idle; later silent.
 LIVE_AFTER = timedelta(minutes=1)
 IDLE_AFTER = timedelta(minutes=15)
@@ -62,7 +66,9 @@ def ops(request: HttpRequest) -> HttpResponse:
         ],
         "query": "?" + urlencode({**org_param, **agent_param, "window": report.window.key}),
         "errors": errors,
-        "refresh_seconds": REFRESH_SECONDS,
+        "min_gap_seconds": MIN_GAP_SECONDS,
+        "slide_seconds": SLIDE_SECONDS,
+        "last_event_id": selectors.last_event_id([organization.pk]),
         **figures(report),
     }
     template = TEMPLATE
