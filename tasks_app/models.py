@@ -163,8 +163,9 @@ class Task(models.Model):
     status_reason = models.TextField(blank=True, default="")
     internal_status = models.CharField(max_length=100, blank=True, default="")
     priority = models.PositiveSmallIntegerField(default=50)
-    # The work queue a pending task waits on ("" is the general queue native claims take; the
-    # JSON-RPC face keeps its own, so its workers never pick up another face's tasks).
+    # The work queue a pending task waits on: "" is the native API's (its claims take it); the
+    # JSON-RPC, xpander and Agentex faces put their tasks on their own ("jsonrpc", "xpander",
+    # "agentex"), so no face's worker picks up another face's tasks unless one is moved on purpose.
     queue = models.CharField(max_length=50, blank=True, default="")
     last_executed_node_id = models.CharField(max_length=200, blank=True, default="")
     is_manually_stopped = models.BooleanField(default=False)
@@ -335,7 +336,10 @@ def failure_of(output) -> str | None:
             message = error.get("message") if isinstance(error, dict) else error
             return message if isinstance(message, str) else ""
     status = output.get("status")
-    failed_status = isinstance(status, str) and status.strip().lower() in FAILED_STATUSES
+    # An output that says it succeeded (ok/success true) may carry a status of what it looked up
+    # (a payment whose status is "failed"): then that status is data, not the call's outcome.
+    succeeded = output.get("ok") is True or output.get("success") is True
+    failed_status = not succeeded and isinstance(status, str) and status.strip().lower() in FAILED_STATUSES
     if output.get("ok") is False or output.get("success") is False or output.get("is_error") is True or failed_status:
         message = output.get("message") or output.get("reason") or output.get("detail")
         return message if isinstance(message, str) else ""

@@ -12,13 +12,17 @@ questioned and concluded as that refund, with token counts, a source and now and
   `POST /xpander/agents-metrics/<agent>/execution`, and finishes with a result or a failure; now
   and then it records a whole run executed elsewhere with `POST .../<agent>/report_task`.
 - an **Agentex agent** (Bearer): creates tasks with the agent's JSON-RPC `task/create` (they start
-  RUNNING; the name is the title Agentex shows), reports progress with `PUT /agentex/tasks/<id>`
-  (`merge_params`: the step and the tool call; `task_metadata`: progress) and ends them with
-  `POST /agentex/tasks/<id>/complete|fail|timeout` (the reason says why) or `task/cancel`.
+  RUNNING; the name is the title Agentex shows; `task_metadata` says the source), reports progress
+  with `PUT /agentex/tasks/<id>` (`merge_params`: the step and the tool call; `task_metadata`:
+  progress, the source and its token totals as `usage`, the only place Agentex's task has for
+  them) and ends them with `POST /agentex/tasks/<id>/complete|fail|timeout` (the reason says why)
+  or `task/cancel`.
 - a **JSON-RPC queue worker** (`POST /rpc`, a ClaudeBench worker): registers and heartbeats
   (`system.register`, `system.heartbeat`), `task.create` feeds the queue, `task.claim` takes the
-  next task, `task.update` reports progress metadata (kept under the seed's 20 per minute) and
-  `task.complete` (with its result) or `task.update` to failed ends it.
+  next task, `task.update` reports progress metadata with the token totals as Claude reports
+  them (`usage: {input_tokens, output_tokens}`; a task's source is in its metadata from
+  `task.create`), at most the seed's 20 a minute (out of them, it waits), and `task.complete`
+  (with its result) or `task.update` to failed ends it.
 - a **native REST worker** (`/api/v1/`): files work (its own ids, prompts, checklists) and
   follow-ups as sub-tasks, claims, logs each tool call with its result (one batch, tokens on the
   call), reports metrics, ticks the checklist, and before the risky call of its work (a refund, a
@@ -109,6 +113,7 @@ class Job:
     waiting: bool = False  # paused for a person's decision
     hitl_checked_at: float = 0.0
     follow_up_filed: bool = False
+    source: str = ""  # where the work came from, for faces that keep it in the metadata they replace
 
     @property
     def title(self) -> str:
@@ -404,6 +409,7 @@ class XpanderAgent(Agent):
 
 class AgentexAgent(Agent):
     face = "agentex"
+    reports_tokens = True
 
     def rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         body = {"jsonrpc": "2.0", "id": self.hex(), "method": method, "params": params}
@@ -411,15 +417,31 @@ class AgentexAgent(Agent):
 
     def take_work(self) -> None:
         work = self.new_work()
-        metadata = {**work.metadata(), "source": work.source(), "progress": 0}
+        source = work.source()
+        metadata = {**work.metadata(), "source": source, "progress": 0}
         # Agentex shows a task's name as its title; task/create is get-or-create by name, so the
         # request number keeps two runs of the same work apart.
         name = f"{work.title} (request #{work.facts['request']})"
         task = self.rpc("task/create", {"name": name, "params": {"prompt": work.prompt}, "task_metadata": metadata})
-        self.new_job(task["id"], work)
+        self.new_job(task["id"], work, source=source)
         self.changed(f"created {task['id']} (RUNNING): {name}")
 
+    def metadata(self, job: Job) -> dict[str, Any]:
+        """The agent's full copy of the task's metadata: task_metadata replaces the whole object."""
+        job.unreported = []
+        return {
+            **job.work.metadata(),
+            "source": job.source,
+            "progress": round(100 * job.calls_done / max(job.total_calls, 1)),
+            "tools_used": job.tools_used,
+            # Agentex's task has no token fields: the totals so far, in the OpenAI usage shape.
+            "usage": {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens},
+        }
+
     def progress(self, job: Job) -> None:
+        if job.done:  # every call made; the last ones' tokens are not in the metadata yet
+            self.request("PUT", f"/agentex/tasks/{job.id}", json={"task_metadata": self.metadata(job)})
+            return self.changed(f"usage of {job.id}")
         call = self.call(job)
         if self.rng.random() < 0.5:
             body: dict[str, Any] = {
@@ -429,9 +451,7 @@ class AgentexAgent(Agent):
                 }
             }
         else:
-            # task_metadata replaces the whole object: send the agent's full copy.
-            progress = round(100 * job.calls_done / max(job.total_calls, 1))
-            body = {"task_metadata": {**job.work.metadata(), "progress": progress, "tools_used": job.tools_used}}
+            body = {"task_metadata": self.metadata(job)}
         self.request("PUT", f"/agentex/tasks/{job.id}", json=body)
         self.changed(f"{call.tool} on {job.id}")
 
@@ -520,7 +540,9 @@ class JsonRpcWorker(QueueMixin, Agent):
             self.queue_length = 0
             return self.produce()
         task = claim["task"]
-        self.new_job(task["id"], self.work_of(task))
+        job = self.new_job(task["id"], self.work_of(task))
+        usage = (task.get("metadata") or {}).get("usage") or {}  # what an earlier worker already spent
+        job.prompt_tokens, job.completion_tokens = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
         self.changed(f"claimed {task['id']}: {task['text']}")
 
     def produce(self) -> None:
@@ -531,14 +553,21 @@ class JsonRpcWorker(QueueMixin, Agent):
         self.queue_length = (self.queue_length or 0) + 1
         self.changed(f"queued {task['id']}: {work.title}")
 
+    def wait_for_budget(self) -> None:
+        """Out of task.update budget: the worker reports nothing until its oldest update is a minute old."""
+        self.parked_until = self.updates[0] + 60.0
+
+    @staticmethod
+    def usage(job: Job) -> dict[str, int]:
+        # ClaudeBench's task has no token fields: the totals so far, as Claude's API reports usage.
+        return {"input_tokens": job.prompt_tokens, "output_tokens": job.completion_tokens}
+
     def progress(self, job: Job) -> None:
         if not self.update_allowed():
-            # Out of task.update budget: wrap up what is done (task.complete has no such limit).
-            job.calls_done = job.total_calls
-            return self.finish(job)
+            return self.wait_for_budget()
         call = self.call(job)
         progress = min(95, round(100 * job.calls_done / max(job.total_calls, 1)))
-        metadata = {"progress": progress, "stage": job.step_title(), "last_tool": call.tool}
+        metadata = {"progress": progress, "stage": job.step_title(), "last_tool": call.tool, "usage": self.usage(job)}
         if call.failed:
             metadata["last_error"] = call.output["error"]
         self.update(job, {"metadata": metadata})
@@ -546,15 +575,16 @@ class JsonRpcWorker(QueueMixin, Agent):
 
     def finish(self, job: Job) -> None:
         ok, text = self.outcome(job)
-        if not ok and self.update_allowed():
-            self.update(job, {"status": "failed", "metadata": {"error": text}})
-            status = "failed"
-        else:
-            result = {"summary": text if ok else job.work.result, "tools": job.tools_used}
+        if ok:
+            result = {"summary": text, "tools": job.tools_used}
             self.rpc("task.complete", {"taskId": job.id, "workerId": self.worker_id, "result": result})
-            status = "completed"
+        elif self.update_allowed():
+            self.update(job, {"status": "failed", "metadata": {"error": text, "usage": self.usage(job)}})
+        else:
+            job.error = text  # the same failure, reported once the budget allows
+            return self.wait_for_budget()
         self.jobs.remove(job)
-        self.changed(f"{status} {job.id}")
+        self.changed(f"{'completed' if ok else 'failed'} {job.id}")
 
 
 class NativeWorker(QueueMixin, Agent):

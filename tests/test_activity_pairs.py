@@ -98,6 +98,9 @@ def _count_queries(run) -> int:
         ({"status": "error", "detail": "boom"}, "boom"),
         ({"ok": True, "items": 3}, None),
         ({"status": "shipped"}, None),
+        ({"ok": True, "status": "failed"}, None),  # a lookup that worked, of a payment that failed
+        ({"success": True, "status": "error"}, None),
+        ({"ok": True, "error": "partial"}, "partial"),  # an error it reports still counts
         ({"error": None, "ok": True}, None),
         ({"error": ""}, None),
         (["ok", False], None),

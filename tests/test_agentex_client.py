@@ -351,7 +351,7 @@ def test_it_follows_upstreams_error_contract_and_status_reasons(face_world):
         assert len(events_of(face_world.acme, task_id)) == 2, name  # the refusals wrote nothing
 
 
-def test_newer_clients_unknown_fields_are_ignored_and_known_ones_still_checked(face_world, caplog):
+def test_newer_clients_unknown_fields_are_ignored_and_known_ones_still_checked(face_world):
     import agentex
 
     async def scenario():

@@ -152,6 +152,10 @@ def test_create_claim_complete_and_list(client, auth, acme):
     assert rest["tasks"][0]["id"] != page["tasks"][0]["id"]
     by_offset = rpc(client, call("task.list", {"limit": 1, "offset": 1}), **auth).json()["result"]
     assert by_offset["tasks"][0]["id"] == rest["tasks"][0]["id"] and by_offset["hasMore"] is False
+    by_priority = rpc(client, call("task.list", {"priority": 10}), **auth).json()["result"]
+    assert [t["id"] for t in by_priority["tasks"]] == [low["id"]] and by_priority["totalCount"] == 1
+    bad = rpc(client, call("task.list", {"priority": 101}), **auth).json()["error"]
+    assert bad["code"] == -32602 and "priority" in json.dumps(bad["data"])
 
 
 def test_complete_of_a_finished_task_is_invalid_params_with_data(client, auth, seed_task):

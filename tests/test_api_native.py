@@ -5,7 +5,7 @@ import json
 import pytest
 from django.test import override_settings
 
-from tasks_app import lifecycle
+from tasks_app import lifecycle, services
 from tasks_app.api import ratelimit
 from tasks_app.models import ActivityEntry, Face, HitlRequest, Task, TaskEvent
 from tasks_app.services import Actor, api_token_create, api_token_revoke, task_create, task_update
@@ -145,6 +145,28 @@ def test_patch_refuses_a_disallowed_transition_with_409(client, auth, task):
     body = response.json()
     assert body["code"] == "transition" and body["current_status"] == "completed"
     assert event_count() == before
+
+
+def test_a_native_claim_never_takes_another_faces_task_unless_it_is_queued_for_it(client, auth, acme, system_actor):
+    def face(method, path, body):
+        return getattr(client, method)(path, data=json.dumps(body), content_type="application/json", **auth)
+
+    xpander = face("post", "/xpander/agent-execution/bot", {"id": "xp-1", "input": {"text": "for bot"}})
+    assert xpander.status_code == 201 and xpander.json()["status"] == "pending"
+    agentex = face("post", "/agentex/agents/name/bot/rpc", {"method": "task/create", "params": {"name": "ax-1"}})
+    assert agentex.status_code == 200
+    ax = Task.objects.get(organization=acme, name="ax-1")
+    task_update(task=ax, actor=system_actor, status="failed")
+    services.task_retry(task=ax, actor=system_actor)  # from the desk: pending again, on Agentex's queue
+    assert dict(Task.objects.filter(organization=acme).values_list("public_id", "queue")) == {
+        "xp-1": "xpander",
+        ax.public_id: "agentex",
+    }
+    assert send(client, "post", "/tasks/claim", **auth).status_code == 204  # neither is the native API's
+    queued = send(client, "post", "/tasks/claim", {"queue": "xpander"}, **auth)  # a worker of that queue, on purpose
+    assert queued.status_code == 200 and queued.json()["id"] == "xp-1"
+    send(client, "patch", f"/tasks/{ax.public_id}", {"queue": ""}, **auth)  # moved to the general queue
+    assert send(client, "post", "/tasks/claim", **auth).json()["id"] == ax.public_id
 
 
 def test_stop_retry_and_claim(client, auth, acme, system_actor):

@@ -72,3 +72,14 @@ def test_agentex_ignores_unknown_fields_and_query_parameters(client, raw_token, 
     names = sorted(m.split("'")[1] for m in messages)
     assert names == ["also_new", "colour", "force", "owner", "status", "trace_id"]
     assert TaskEvent.objects.filter(task=task).count() == 3  # create, PUT, cancel
+
+
+def test_random_unknown_names_are_ignored_but_their_log_is_bounded(client, raw_token, task, caplog, monkeypatch):
+    monkeypatch.setattr(faces, "UNKNOWN_LOGGED_MAX", 5)
+    with caplog.at_level(logging.INFO, logger="tasks_app.api.faces"):
+        for n in range(4):
+            body = {"status": "executing", **{f"junk_{n}_{i}": i for i in range(3)}}
+            response = _send(client, "patch", f"/xpander/agent-execution/{task.public_id}/update", raw_token, body)
+            assert response.status_code == 200, response.content
+    assert len(faces._unknown_logged) == 5  # twelve names sent, five remembered
+    assert len([r for r in caplog.records if "ignoring unknown" in r.getMessage()]) == 5

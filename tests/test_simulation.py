@@ -87,8 +87,66 @@ def test_the_jsonrpc_worker_stays_under_the_task_update_limit():
         worker.updates.append(time.monotonic())
     job = worker.new_job("t-1", Work.new(worker.name, random.Random(1)))
     worker.progress(job)
-    # Out of task.update budget: the task is completed (task.complete has no such limit).
+    # Out of task.update budget: it writes nothing and waits until its oldest update is a minute old,
+    # rather than ending a task whose work it has not done.
+    assert calls == [] and worker.jobs == [job] and job.calls_done == 0
+    assert worker.parked_until == pytest.approx(worker.updates[0] + 60)
+    job.calls_done = job.total_calls
+    worker.finish(job)  # task.complete has no such limit: finished work is reported at once
     assert calls == ["task.complete"] and worker.jobs == []
+
+
+def recording_server(sent: list, task_id: str = "t-1"):
+    """A mock server that answers every face's calls about one task and keeps each request's JSON."""
+
+    def handler(request):
+        body = json.loads(request.content) if request.content else None
+        sent.append((request.method, request.url.path, body))
+        if request.url.path == "/rpc":
+            result = {"id": task_id, "text": "x", "status": "in_progress", "priority": 50}
+            return httpx.Response(200, json={"jsonrpc": "2.0", "result": result, "id": body["id"]})
+        if request.url.path.endswith("/rpc"):  # Agentex's agent RPC
+            return httpx.Response(200, json={"jsonrpc": "2.0", "result": {"id": task_id}, "id": body["id"]})
+        return httpx.Response(200, json={"id": task_id})
+
+    return handler
+
+
+def test_the_agentex_agent_reports_its_source_and_tokens_in_task_metadata():
+    """Agentex's task has no source or token fields: both travel in task_metadata (a full copy each time)."""
+    sent = []
+    sim = simulator(recording_server(sent), rate=1000)
+    agent = agent_of(sim, simulation.AgentexAgent)
+    agent.take_work()
+    created = sent[0][2]["params"]["task_metadata"]
+    assert created["source"] in agent.jobs[0].work.scenario.sources and created["run"] == agent.jobs[0].work.run
+    job = agent.jobs[0]
+    while job.unreported or not job.done:
+        agent.progress(job)
+    reports = [body["task_metadata"] for method, _, body in sent if method == "PUT" and "task_metadata" in body]
+    assert reports, sent
+    last = reports[-1]
+    assert last["source"] == created["source"] and last["run"] == job.work.run  # replaced whole, kept whole
+    assert last["usage"] == {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens}
+    assert job.prompt_tokens > 0 and job.completion_tokens > 0
+    agent.finish(job)
+    assert agent.jobs == []
+
+
+def test_the_jsonrpc_worker_reports_its_source_on_create_and_tokens_with_each_update():
+    sent = []
+    sim = simulator(recording_server(sent), rate=1000)
+    worker = agent_of(sim, JsonRpcWorker)
+    worker.produce()
+    created = sent[0][2]["params"]["metadata"]
+    assert created["source"] and created["run"].startswith("r-")
+    job = worker.new_job("t-1", Work.for_run(worker.name, created["run"]))
+    worker.progress(job)
+    update = sent[-1][2]
+    assert update["method"] == "task.update"
+    usage = update["params"]["updates"]["metadata"]["usage"]
+    assert usage == {"input_tokens": job.prompt_tokens, "output_tokens": job.completion_tokens}
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
 
 
 def test_a_jsonrpc_error_is_a_refusal():
@@ -104,6 +162,22 @@ def test_a_jsonrpc_error_is_a_refusal():
     worker.step()
     assert len(worker.jobs) == simulation.MAX_JOBS - 1
     assert sim.stats.refused == 1 and sim.stats.changes == 0
+
+
+def test_the_native_worker_files_a_follow_up_as_a_sub_task():
+    sent = []
+    sim = simulator(recording_server(sent, task_id="billing-100001"), rate=1000)
+    worker = agent_of(sim, simulation.NativeWorker)
+    work = next(w for n in range(200) if (w := Work.new(worker.name, random.Random(n))).follow_up() is not None)
+    parent = worker.new_job("billing-100000", work)
+    worker.rng.random = lambda: 0.0  # the coin says: file the follow-up now
+    worker.produce()
+    method, path, body = sent[-1]
+    follow_up = work.follow_up()
+    assert (method, path) == ("POST", "/api/v1/tasks") and body["parent_id"] == parent.id
+    assert body["title"] == follow_up.title and body["input_text"] == follow_up.prompt
+    assert body["source"] in follow_up.scenario.sources and body["metadata"]["run"] == f"{work.run}.1"
+    assert body["deep_planning"]["tasks"] and parent.follow_up_filed
 
 
 def test_the_pacer_hands_out_slots_at_the_rate():
@@ -247,10 +321,25 @@ def assert_the_demo_looks_real(tasks) -> None:
             assert task.queue == "jsonrpc" and task.metadata["prompt"] == work.prompt
     by_face = {face: [t for t in tasks if t.agent and t.agent.name == scenarios.face_agent(t.organization.slug, face)]
                for face in ("xpander", "agentex", "api")}  # fmt: skip
+    by_face["jsonrpc"] = [t for t in tasks if t.agent_id is None and t.queue == "jsonrpc"]
     for face in ("xpander", "api"):
-        assert all(t.source and t.input_text for t in by_face[face]), face
+        assert all(t.input_text for t in by_face[face]), face
         assert any(t.deep_planning.get("tasks") for t in by_face[face]), face
-    assert any(t.prompt_tokens > 0 and t.completion_tokens > 0 for t in by_face["xpander"] + by_face["api"])
+    for face, face_tasks in by_face.items():
+        # Every face's agent says where each task came from and, by the end, what it cost and how
+        # long it took: Agentex and JSON-RPC through their metadata (`source`, `usage`), having no
+        # fields for either; a task's duration is the lifecycle's, from start to finish.
+        assert all(t.source for t in face_tasks), (face, [t.public_id for t in face_tasks if not t.source])
+        completed = [t for t in face_tasks if t.status == "completed"]
+        assert completed, (face, Counter(t.status for t in face_tasks))
+        for task in completed:
+            assert task.prompt_tokens > 0 and task.completion_tokens > 0, (face, task.public_id)
+            assert task.duration > 0 and task.finished_at, (face, task.public_id, task.duration)
+    # Sub-tasks (follow-ups the native worker files, now and then: a short run may have none, see
+    # test_the_native_worker_files_a_follow_up_as_a_sub_task) continue their parent's work.
+    for task in (t for t in tasks if t.parent_id):
+        assert task.source and task.input_text, task.public_id
+        assert task.metadata["run"] == f"{task.parent.metadata.get('run') or task.parent.payload_extension['run']}.1"
     assert any(t.assigned_worker and t.assigned_worker.name.endswith(tuple("0123456789abcdef")) for t in tasks)
     calls = ActivityEntry.objects.filter(task__in=tasks, kind="tool_call")
     assert calls.values("tool_name").distinct().count() >= 3

@@ -295,6 +295,26 @@ def test_it_streams_task_events_to_aevents(face_world):
     assert seen[-1].data.status.value == "completed" and seen[-1].data.result == "done"
 
 
+def test_a_finished_tasks_events_replay_each_as_it_was_then(face_world):
+    # The task moves on before anyone listens: the replay still shows each step as it was.
+    from xpander_sdk import AgentExecutionStatus as S
+    from xpander_sdk import Tasks
+
+    cfg = _config(face_world)
+
+    async def scenario():
+        tasks = Tasks(configuration=cfg)
+        task = await tasks.acreate(agent_id="replay-bot", prompt="go", events_streaming=True)
+        await tasks.aupdate(task_id=task.id, status=S.Executing)
+        await tasks.aupdate(task_id=task.id, status=S.Completed, result="done")
+        return [event async for event in task.aevents()]  # ends by itself after task_finished
+
+    seen = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [e.type.value for e in seen] == ["connected", "task_created", "task_updated", "task_finished"]
+    assert [e.data.status.value for e in seen[1:]] == ["pending", "executing", "completed"]
+    assert [e.data.result for e in seen[1:]] == [None, None, "done"]
+
+
 def test_it_keeps_organizations_apart_and_checks_the_key(face_world):
     from xpander_sdk import AgentExecutionStatus as S
     from xpander_sdk import Tasks

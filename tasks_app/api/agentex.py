@@ -19,6 +19,10 @@ Routes (from agentex/resources/tasks.py and agents/agents.py):
                                            task/cancel, task/interrupt (agent names are
                                            registered on first use; ids are Taskdesk agent ids)
 
+Agentex's task has no field for where the work came from or what it cost: an agent reports them in
+`task_metadata` (task/create, PUT) as `source` and `usage` (token totals), which become the task's
+source and tokens (`faces.reported_in_metadata`); the metadata stays as sent.
+
 Statuses are Agentex's TaskStatus names, mapped by `lifecycle.AGENTEX`; INTERRUPTED is not final.
 Errors: 422 `{"detail": [{"loc", "msg", "type"}]}` (seed 004's HTTPValidationError) with upstream's
 `{"status_code": 10422, "message", "data": null}` beside it; other
@@ -65,11 +69,15 @@ from .faces import (
     json_body,
     newest_event_id,
     positive_int,
+    reported_in_metadata,
     sse_data,
     task_for_token,
 )
 
 FACE = Face.AGENTEX
+# This face's work queue. Its tasks start RUNNING (their agent runs them), but one retried from
+# the desk waits as pending again: on this queue, where no other face's worker claims it.
+QUEUE = "agentex"
 PAGE_SIZE = 50
 PAGE_SIZE_MAX = 1000
 ORDER_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "name": "name", "status": "status"}
@@ -253,6 +261,7 @@ def _update_body(request: HttpRequest) -> dict[str, Any]:
             raise invalid(["body", name], "Input should be a valid dictionary.", "dict_type")
     if body.get("task_metadata") is not None:
         fields["metadata"] = body["task_metadata"]
+        fields.update(reported_in_metadata(body["task_metadata"]))  # its source and token totals
     if body.get("merge_params") is not None:
         fields["params"] = body["merge_params"]
     return fields
@@ -397,10 +406,10 @@ def _rpc_create(token: ApiToken, agent: Agent | str, params: dict[str, Any]) -> 
                 )  # fmt: skip
         try:
             with transaction.atomic():
-                # Agentex has no queue: a task is RUNNING from creation (its agent runs it).
+                # RUNNING from creation (its agent runs it); on this face's queue should it wait again.
                 task, _ = services.task_create(
-                    organization=token.organization, actor=actor, agent=agent, status=Status.EXECUTING,
-                    name=name, params=task_params or {}, metadata=metadata or {},
+                    organization=token.organization, actor=actor, agent=agent, status=Status.EXECUTING, queue=QUEUE,
+                    name=name, params=task_params or {}, metadata=metadata or {}, **reported_in_metadata(metadata),
                 )  # fmt: skip
             return task
         except (IntegrityError, services.NameTaken):

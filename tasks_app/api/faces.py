@@ -24,7 +24,15 @@ from django.views.decorators.csrf import csrf_exempt
 from .. import lifecycle, selectors
 from ..models import ApiToken, Task, TaskEvent
 from ..services import InvalidInput, ServiceError, TransitionRefused, VersionConflict
-from ..services.validation import JsonRefused, ascii_int, lookup_text_ok, parse_json, text_problem
+from ..services.validation import (
+    MAX_COUNT,
+    TEXT_LIMITS,
+    JsonRefused,
+    ascii_int,
+    lookup_text_ok,
+    parse_json,
+    text_problem,
+)
 from . import ratelimit, sse
 from .auth import token_for_request
 from .errors import error_facts, http_status, validation_detail
@@ -88,7 +96,10 @@ def json_body(request: HttpRequest, *, allow_empty: bool = False) -> dict[str, A
     return data
 
 
+# What was logged already; bounded, so a client sending random names cannot grow it (or the log)
+# without end: past the bound, unknown fields are still ignored, and no longer logged.
 _unknown_logged: set[tuple[str, str, str]] = set()
+UNKNOWN_LOGGED_MAX = 1_000
 
 
 def ignore_unknown(
@@ -102,11 +113,42 @@ def ignore_unknown(
     """
     unknown = sorted(set(data) - set(known))
     for name in unknown:
-        key = (face, where, name)
-        if key not in _unknown_logged:
+        key = (face, where, name[:100])
+        if key not in _unknown_logged and len(_unknown_logged) < UNKNOWN_LOGGED_MAX:
             _unknown_logged.add(key)
             logger.info("%s face: ignoring unknown %s field %r (a newer client?)", face, where, name[:100])
     return {k: v for k, v in data.items() if k in known} if unknown else data
+
+
+# Token totals in the shapes LLM APIs answer with: OpenAI's (and LiteLLM's) `usage`, Anthropic's.
+USAGE_SHAPES = (("prompt_tokens", "completion_tokens"), ("input_tokens", "output_tokens"))
+
+
+def reported_in_metadata(metadata: Any) -> dict[str, Any]:
+    """The source and token totals an agent reports inside a face's free-form metadata.
+
+    Agentex's tasks and the JSON-RPC queue's have no field for where the work came from or what
+    it cost, only metadata, which they store as given. An agent of those faces reports them there:
+    `source` (a string: email, slack, schedule…) and `usage`, the task's token totals so far
+    (`{prompt_tokens, completion_tokens}` or `{input_tokens, output_tokens}`). They become the
+    task's source and tokens (the desk's columns and filters, the operations view). The metadata
+    stays as sent; a value of another shape there is the agent's own business and sets nothing
+    (upstream accepts any metadata, so neither does this refuse it).
+    """
+    if not isinstance(metadata, dict):
+        return {}
+    fields: dict[str, Any] = {}
+    source = metadata.get("source")
+    if isinstance(source, str) and source.strip() and len(source) <= TEXT_LIMITS["source"] and not text_problem(source):
+        fields["source"] = source.strip()
+    usage = metadata.get("usage")
+    if isinstance(usage, dict):
+        for prompt, completion in USAGE_SHAPES:
+            counts = (usage.get(prompt), usage.get(completion))
+            if all(type(n) is int and 0 <= n <= MAX_COUNT for n in counts):
+                fields["prompt_tokens"], fields["completion_tokens"] = counts
+                break
+    return fields
 
 
 def check_query(request: HttpRequest, known: set[str] | frozenset[str], *, face: str) -> None:

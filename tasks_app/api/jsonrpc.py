@@ -24,6 +24,10 @@ request members this face does not know are ignored, each logged once; known one
 A task reads `{id, text, status, priority, createdAt, updatedAt}` (text is the task's title,
 timestamps ISO 8601 UTC with a `Z`); a full task adds `assignedTo` (the worker), `metadata`,
 `result`, `error`, `completedAt`, `attachmentCount`. Statuses map through `lifecycle.JSONRPC`.
+A task's `metadata` (task.create, task.update) may say where the work came from and what it cost,
+which ClaudeBench's task has no fields for: `source` and `usage` (token totals, `{input_tokens,
+output_tokens}` or `{prompt_tokens, completion_tokens}`) become the task's source and tokens
+(`faces.reported_in_metadata`); the metadata stays as sent.
 A request may carry ClaudeBench's top-level `metadata` member ({sessionId, correlationId,
 timestamp}); it is accepted and not stored.
 
@@ -58,7 +62,8 @@ timestamp (ms)}`: task.created {createdBy}, task.claimed {taskId, workerId}, tas
 {id, status, duration}, task.updated (seed 002) {updatedBy, changes}, and the HITL events
 task.hitl_requested / task.hitl_decided {updatedBy, changes, hitl: {hitl_id, question | decision,
 reason, comment, answer, option}}; the payload is the task as it was at that event. Stream it
-with GET /api/v1/events?format=jsonrpc.
+with GET /api/v1/events?format=jsonrpc, or over ClaudeBench's WebSocket at /ws (jsonrpc_ws.py),
+which also runs requests (`execute`) through `call()`.
 """
 
 import json
@@ -86,11 +91,11 @@ from ..services import (
     WorkerNotRegistered,
 )
 from ..services.snapshots import task_at
-from ..services.validation import JsonRefused, json_problem_at, parse_json
+from ..services.validation import JsonRefused, json_or_text, json_problem_at, parse_json
 from ..views.errors import database_unavailable
 from . import ratelimit
 from .auth import token_for_request
-from .faces import ignore_unknown
+from .faces import ignore_unknown, reported_in_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +148,7 @@ def task_result(task: Task) -> dict[str, Any]:
 
 def _result_value(raw: str | None) -> Any:
     # Upstream stores a result that parses as JSON as that JSON; structured results were sent so.
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    return None if raw is None else json_or_text(raw)
 
 
 def task_full(task: Task) -> dict[str, Any]:
@@ -288,6 +288,7 @@ def _check_fields(p: _Params, values: dict, prefix: str = "") -> dict[str, Any]:
             p.add(prefix + "metadata", "Must be an object.")
         else:
             fields["metadata"] = values["metadata"]
+            fields.update(reported_in_metadata(values["metadata"]))  # its source and token totals
     return fields
 
 
@@ -555,6 +556,15 @@ def _call(token: ApiToken, message: Any) -> tuple[dict[str, Any] | None, RpcErro
     else:
         return (None if is_notification else _response(request_id, result=result)), None
     return (None if is_notification else _response(request_id, error=error)), error
+
+
+def call(token: ApiToken, message: Any) -> dict[str, Any] | None:
+    """One request object as /rpc runs it (rate limits, error mapping); None for a notification.
+
+    For transports other than POST /rpc (the /ws socket's `execute`, jsonrpc_ws.py). A database
+    that cannot be reached raises, as it does for /rpc (a 503 there)."""
+    response, _error = _call(token, message)
+    return response
 
 
 def _json(body: Any, status: int = 200, retry_after: int | None = None) -> JsonResponse:

@@ -77,6 +77,9 @@ from .faces import (
 )
 
 FACE = Face.XPANDER
+# This face's work queue: its tasks are its agents' (xpander dispatches them), so a native or
+# JSON-RPC worker's claim never takes one unless it is put on that worker's queue on purpose.
+QUEUE = "xpander"
 LIST_LIMIT = 100
 LIST_LIMIT_MAX = 500
 
@@ -410,7 +413,7 @@ def create_task(request: HttpRequest, token: ApiToken, agent_id: str, org: str |
     if request.headers.get("x-agent-version"):
         fields["agent_version"] = request.headers["x-agent-version"]
     task, created = services.task_create(
-        organization=token.organization, actor=_actor(token), id=body.get("id"), agent=agent_id, **fields
+        organization=token.organization, actor=_actor(token), id=body.get("id"), agent=agent_id, queue=QUEUE, **fields
     )
     return JsonResponse(task_json(_fresh(task)), status=201 if created else 200)
 
@@ -513,7 +516,7 @@ def report_task(request: HttpRequest, token: ApiToken, agent_id: str, org: str |
     # One transaction: the task and its activity are recorded together or not at all.
     with transaction.atomic():
         task, created = services.task_create(
-            organization=token.organization, actor=actor, id=body.get("id"), agent=agent_id, **fields
+            organization=token.organization, actor=actor, id=body.get("id"), agent=agent_id, queue=QUEUE, **fields
         )
         if created and entries:
             services.append_activity(task=task, actor=actor, entries=entries, organization_id=token.organization_id)
