@@ -44,7 +44,9 @@ URL := http://$(if $(filter 0.0.0.0 :: [::],$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 # daphne and the agent simulator side by side; the simulator drives the server through its agent
 # APIs (xpander, Agentex, JSON-RPC, native REST), so changes reach open browsers even with the
 # embedded in-memory channel layer. Ctrl-C (or either process ending) stops both; the simulator
-# revokes the API tokens it created. HOST=0.0.0.0 PORT=9000 make run listens elsewhere.
+# revokes the API tokens it created. The recipe exits 0 and make prints no error; make itself then
+# ends by the signal it got, as after any interrupted target (the shell's $? is 130, nothing shown;
+# tests/test_makefile.py). HOST=0.0.0.0 PORT=9000 make run listens elsewhere.
 run: seed
 	@echo ""
 	@echo "  Taskdesk listens on $(URL)/   (admin: $(URL)/admin/)"

@@ -9,6 +9,7 @@ from django.db import connection
 
 from tasks_app.models import Agent, Membership, Organization, Role
 from tasks_app.services import Actor
+from tests import ci_skips
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 ON_REDIS = bool(settings.REDIS_URL)
@@ -17,6 +18,10 @@ requires_postgres = pytest.mark.skipif(
     not ON_POSTGRES, reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI does)"
 )
 requires_redis = pytest.mark.skipif(not ON_REDIS, reason="needs Redis: set REDIS_URL=redis://... (CI does)")
+
+
+def pytest_configure(config):
+    ci_skips.pytest_configure(config)  # under CI any skipped test fails the run
 
 
 def pytest_report_header(config):

@@ -1,10 +1,17 @@
-"""`make run` as a newcomer types it: where it listens, and the address the simulator drives (dry runs)."""
+"""`make run` as a newcomer types it: where it listens, the address the simulator drives (dry runs), and a
+real start on a fresh SQLite file that Ctrl-C stops cleanly."""
 
+import os
 import shutil
+import signal
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +37,82 @@ def test_on_every_interface_it_is_reached_through_127_0_0_1():
     assert "daphne -v 0 -b 0.0.0.0 -p 9000 " in out
     assert "simulate_agents --url http://127.0.0.1:9000 " in out
     assert "listens on http://127.0.0.1:9000/" in out and "ALLOWED_HOSTS" in out
+
+
+def start_make_run(database: Path, port: int, log: Path) -> subprocess.Popen:
+    """`make run` with no services configured (SQLite, in-memory layer), in its own process group as a
+    terminal runs a foreground job; returns once the sign-in page answers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "TASKDESK_USE_TEST_DATABASE", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    }
+    env.update(DATABASE_URL=f"sqlite:///{database}", PORT=str(port), PYTHONUNBUFFERED="1")
+    with open(log, "ab") as out:
+        make = subprocess.Popen(
+            ["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 240  # migrate and seed a fresh file first: ~70 s on a busy 2-core machine
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2).status == 200:  # noqa: S310
+                return make
+        except OSError:
+            pass
+        if make.poll() is not None or time.monotonic() > deadline:
+            if make.poll() is None:
+                os.killpg(make.pid, signal.SIGKILL)
+            pytest.fail(f"make run did not serve the sign-in page:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+
+
+def group_is_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def stop_as(make: subprocess.Popen, sig: signal.Signals) -> int:
+    """Sends `sig` to the whole foreground group (Ctrl-C does so with SIGINT); returns make's status."""
+    os.killpg(make.pid, sig)
+    try:
+        return make.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(make.pid, signal.SIGKILL)
+        make.wait()
+        pytest.fail(f"make run did not stop on {sig.name}")
+
+
+@pytest.mark.timeout(420)
+def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path):
+    port, log = free_port(), tmp_path / "make-run.log"
+    make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
+    try:
+        time.sleep(3)  # the simulator at work, so Ctrl-C interrupts something
+        status = stop_as(make, signal.SIGINT)
+        out = log.read_text()
+        # GNU make waits for the recipe, which stops daphne and the simulator and exits 0, then ends
+        # itself by the SIGINT it received, as any make target does: the shell's 130, printing nothing.
+        assert status == -signal.SIGINT, out
+        assert f"Taskdesk listens on http://127.0.0.1:{port}/" in out
+        assert "Simulator stopped" in out and out.rstrip().endswith("Taskdesk stopped.")
+        assert not any(word in out for word in ("***", "Error", "Traceback", "Terminated", "Interrupt")), out
+        assert group_is_gone(make.pid)  # daphne and the simulator ran in make's process group
+
+        # A second start on the same file (migrations and demo data already there), stopped the way a
+        # supervisor or `kill -- -PGID` does: the same quiet stop (the issue's "make: *** Error 143").
+        log.write_text("")
+        make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
+        status = stop_as(make, signal.SIGTERM)
+        out = log.read_text()
+        assert status == -signal.SIGTERM, out
+        assert "0 new tasks" in out and out.rstrip().endswith("Taskdesk stopped.")
+        assert not any(word in out for word in ("***", "Error", "Traceback", "Terminated", "Interrupt")), out
+        assert group_is_gone(make.pid)
+    finally:
+        if not group_is_gone(make.pid):
+            os.killpg(make.pid, signal.SIGKILL)
+    with pytest.raises(OSError):  # the port is free again
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
