@@ -197,6 +197,58 @@ def test_cancel_from_a_row_and_stop_and_retry_from_the_page_confirm_and_record_t
     assert (fresh.status, fresh.status_reason) == ("pending", "second try")
 
 
+def test_stop_from_a_row_and_cancel_from_the_page_confirm_and_record_the_reason(new_session, acme, alice):
+    actor = services.Actor.system("agent")
+    task, _ = services.task_create(organization=acme, actor=actor, id="s-1", title="Stop me", agent="bot")
+    services.task_update(
+        task="s-1", organization_id=acme.pk, actor=actor, status="executing", status_reason="warming up"
+    )
+    page = new_session("alice")
+    page.goto("/tasks/")
+    wait_live(page)
+    row = page.locator(f'[id="task-{task.pk}"]')
+    dialog = page.locator("#confirm-act")
+
+    # Stopped from the row's menu asks first, saying what it does; Esc sends nothing.
+    row.locator("select[name=status]").select_option("stopped")
+    row.locator("button[type=submit]").click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Stop this task?")
+    expect(dialog).to_contain_text("The agent is told to stop; the task ends as stopped.")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    time.sleep(0.5)
+    assert Task.objects.get(pk=task.pk).status == "executing"
+
+    row.locator("button[type=submit]").click()
+    page.fill("#confirm-act-reason", "customer called")
+    page.locator("#confirm-act-ok").click()
+    expect(row.locator(".badge-stopped")).to_be_visible()
+    fresh = Task.objects.get(pk=task.pk)
+    assert (fresh.status, fresh.status_reason, fresh.is_manually_stopped) == ("stopped", "customer called", True)
+
+    # Cancel from the task page: the same dialog; Back sends nothing; the reason replaces the old one.
+    services.task_update(task="s-1", organization_id=acme.pk, actor=actor, retry=True)
+    services.task_update(task="s-1", organization_id=acme.pk, actor=actor, status="executing", status_reason="busy")
+    page.goto(f"/tasks/{acme.slug}/s-1/")
+    wait_live(page)
+    page.locator("#panel-status [data-act=canceled]").click()
+    expect(dialog).to_contain_text("Cancel this task?")
+    expect(dialog).to_contain_text("The task ends as canceled and is not run further.")
+    expect(page.locator("#confirm-act-ok")).to_have_text("Cancel task")
+    page.locator("#confirm-act-back").click()
+    expect(dialog).to_be_hidden()
+    time.sleep(0.5)
+    assert Task.objects.get(pk=task.pk).status == "executing"
+    page.locator("#panel-status [data-act=canceled]").click()
+    page.fill("#confirm-act-reason", "duplicate of s-0")
+    page.keyboard.press("Enter")
+    expect(page.locator("#panel-status .badge-canceled")).to_be_visible()
+    expect(page.locator("#panel-status .reason")).to_contain_text("duplicate of s-0")
+    fresh = Task.objects.get(pk=task.pk)
+    assert (fresh.status, fresh.status_reason, fresh.is_manually_stopped) == ("canceled", "duplicate of s-0", False)
+
+
 # --- Who lands where --------------------------------------------------------------------------
 
 
@@ -310,3 +362,24 @@ def test_the_live_list_ticks_sticks_its_header_names_its_filter_and_logs_no_erro
     page.reload()
     expect(summary).to_contain_text("2 statuses")
     assert not [text for text in errors if "htmx" in text], errors
+
+
+def test_the_inbox_waiting_time_ticks(new_session, acme, alice):
+    hitl = _paused(acme, "wait-1")
+    page = new_session("alice")
+    page.clock.install()
+    page.goto("/approvals/")
+    wait_live(page)
+    waiting = page.locator(f"#hitl-{hitl.pk} .hitl-card__age")
+    expect(waiting).to_have_text("waiting < 1 min")
+    expect(waiting).to_have_attribute("title", re.compile(r"^Requested \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    # A request pushed while the page is open ticks as well.
+    pushed = _paused(acme, "wait-2", question="Send the apology email?")
+    later = page.locator(f"#hitl-{pushed.pk} .hitl-card__age")
+    expect(later).to_have_text("waiting < 1 min", timeout=12_000)
+
+    page.clock.fast_forward(130_000)
+    expect(waiting).to_have_text("waiting 2 min")
+    expect(later).to_have_text("waiting 2 min")
+    page.clock.fast_forward(3_600_000)
+    expect(waiting).to_have_text("waiting 1 h")

@@ -149,6 +149,32 @@ def test_the_task_page_keeps_the_decision_and_pushes_it_to_another_session(new_s
     expect(other.locator("#panel-hitl")).to_contain_text("Answered by alice")
 
 
+def test_an_amended_payload_is_kept_on_the_task_page_key_by_key(new_session, acme, alice):
+    hitl = _ask(acme, "amend-1", question="Refund order 1042?",
+                payload={"amount": 345, "currency": "EUR", "to": "ada@example.com"})  # fmt: skip
+    page = new_session("alice")
+    page.goto("/tasks/acme/amend-1/")
+    wait_live(page)
+    panel = page.locator("#panel-hitl")
+    panel.locator("[data-hitl-amend] summary").click()
+    panel.locator("[data-amend-input]").fill('{"amount": 300, "currency": "EUR", "note": "half now"}')
+    panel.locator("[data-approve]").click()
+    expect(page.locator(".undo-entry")).to_contain_text("Approving")
+    expect(page.locator("#h-hitl")).to_have_text("Request for a person", timeout=12_000)
+    assert _decision(hitl).amended_payload == {"amount": 300, "currency": "EUR", "note": "half now"}
+    expect(panel.locator(".hitl-verdict")).to_have_text("Approved")
+    diff = panel.locator(".hitl-diff")
+    expect(diff.locator("caption")).to_have_text("Payload amended before approval")
+    # One row per key the person changed (currency kept, so not listed): proposed, then approved.
+    expected = [["amount", "345", "300"], ["note", "—", "half now"], ["to", "ada@example.com", "removed"]]
+    rows = "rows => rows.map(r => [...r.children].map(c => c.innerText.trim()))"
+    assert diff.locator("tbody tr").evaluate_all(rows) == expected
+    expect(diff.locator("tbody tr").first.locator("del")).to_have_text("345")
+    expect(diff.locator("tbody tr").first.locator("ins")).to_have_text("300")
+    page.reload()  # kept on the task, not only in the page that decided
+    assert page.locator("#panel-hitl .hitl-diff tbody tr").evaluate_all(rows) == expected
+
+
 def test_the_decided_tab_lists_who_decided_what_with_its_filter_in_the_url(new_session, acme, alice):
     answered = _ask(acme, "hist-1", options=OPTIONS)
     approved = _ask(acme, "hist-2", payload={"amount": 40, "currency": "EUR"})
@@ -218,6 +244,43 @@ def test_filters_and_order_live_in_the_url_and_pushed_requests_keep_them(new_ses
     page.locator(".inbox-clear").click()
     expect(cards).to_have_count(5)
     assert HitlRequest.objects.get(pk=other.pk).is_pending
+
+
+def test_someone_in_two_organizations_filters_the_inbox_by_one(new_session, acme, globex, alice, charlie):
+    Membership.objects.create(user=alice, organization=globex, role="viewer")
+    ours = _ask(acme, "org-acme", question="Refund Acme's customer?")
+    theirs = _ask(globex, "org-globex", question="Ship Globex's order?")
+    page = new_session("alice")
+    _inbox(page)
+    cards = page.locator("#hitl-list [data-hitl-card]")
+    expect(cards).to_have_count(2)
+    expect(page.locator(f"#hitl-{ours.pk} .hitl-card__org")).to_have_text("Acme")
+    expect(page.locator(f"#hitl-{theirs.pk} .hitl-card__org")).to_be_visible()
+
+    page.select_option("select[name=org]", "globex")
+    page.wait_for_url(re.compile(r".*/approvals/\?org=globex$"))
+    expect(cards).to_have_count(1)
+    expect(cards.nth(0)).to_have_id(f"hitl-{theirs.pk}")
+    expect(page.locator(f"#hitl-{ours.pk}")).to_have_count(0)
+    expect(cards.nth(0).locator("[data-approve]")).to_have_count(0)  # alice is a viewer in globex
+    wait_live(page)
+    # Pushed while filtered: Acme's new request stays out, Globex's joins.
+    _ask(acme, "org-acme-2", question="Another Acme refund?")
+    pushed = _ask(globex, "org-globex-2", question="Another Globex order?")
+    expect(cards).to_have_count(2, timeout=12_000)
+    expect(page.locator(f"#hitl-{pushed.pk}")).to_be_visible()
+    page.wait_for_timeout(300)
+    expect(page.locator("#hitl-list [data-org=acme]")).to_have_count(0)
+    page.reload()
+    expect(page.locator("select[name=org]")).to_have_value("globex")
+    expect(cards).to_have_count(2)
+
+    # Someone in one organization gets no organization filter and no organization on the cards.
+    other = new_session("charlie")
+    _inbox(other)
+    expect(other.locator("#hitl-list [data-hitl-card]")).to_have_count(2)
+    expect(other.locator("select[name=org]")).to_have_count(0)
+    expect(other.locator(f"#hitl-{theirs.pk} .hitl-card__org")).to_be_hidden()
 
 
 def test_the_inbox_screenshots(new_session, acme, alice, django_user_model):
