@@ -34,14 +34,16 @@ $(VENV)/.clients: requirements-clients.txt $(VENV)/.installed
 migrate: $(VENV)/.runtime
 	$(BIN)/python manage.py migrate --noinput
 
-seed: migrate
-	$(BIN)/python manage.py seed_demo
+# One process migrates and seeds (each Django start costs seconds of CPU on a small machine).
+seed: $(VENV)/.runtime
+	$(BIN)/python manage.py seed_demo --migrate
 
 # A server listening on every interface (HOST=0.0.0.0) is reached on this machine through 127.0.0.1:
 # the address printed and the simulator's (0.0.0.0 is no host name Django allows).
 URL := http://$(if $(filter 0.0.0.0 :: [::],$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-# daphne and the agent simulator side by side; the simulator drives the server through its agent
+# daphne and the agent simulator side by side (the simulator once daphne answers, so the two do not
+# start Django at the same time); the simulator drives the server through its agent
 # APIs (xpander, Agentex, JSON-RPC, native REST), so changes reach open browsers even with the
 # embedded in-memory channel layer. Ctrl-C (or either process ending) stops both; the simulator
 # revokes the API tokens it created. The recipe exits 0 and make prints no error; make itself then
@@ -57,6 +59,7 @@ run: seed
 	@echo ""
 	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait 2>/dev/null; echo ""; echo "  Taskdesk stopped."; exit 0' INT TERM EXIT; \
 	$(BIN)/daphne -v 0 -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
+	$(BIN)/python dashboard/wait_for_server.py $(URL)/login/ $$server; \
 	$(BIN)/python manage.py simulate_agents --url $(URL) --rate $(SIM_RATE) & simulator=$$!; \
 	wait $$server
 

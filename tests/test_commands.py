@@ -144,6 +144,18 @@ def test_seed_demo_covers_the_whole_demo(db, django_user_model):
     assert django_user_model.objects.get(username="bob").check_password("taskdesk")
 
 
+def test_seeding_again_keeps_a_password_someone_changed_and_can_migrate_first(db, django_user_model):
+    call_command("seed_demo", tasks=3, no_progress=True, stdout=StringIO())
+    bob = django_user_model.objects.get(username="bob")
+    bob.set_password("bobs-own")
+    bob.save()
+    out = StringIO()
+    call_command("seed_demo", tasks=3, no_progress=True, migrate=True, stdout=out)
+    assert "No migrations to apply" in out.getvalue() and "0 new tasks" in out.getvalue()
+    assert django_user_model.objects.get(username="bob").check_password("bobs-own")
+    assert django_user_model.objects.get(username="alice").check_password("taskdesk")
+
+
 def test_seeded_tasks_each_tell_one_story(db):
     """Title, prompt, agent, tool calls, checklist, question and outcome all come from one piece of work."""
     seed()

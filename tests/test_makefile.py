@@ -66,6 +66,14 @@ def start_make_run(database: Path, port: int, log: Path) -> subprocess.Popen:
         time.sleep(0.5)
 
 
+def wait_for_the_simulator(log: Path) -> None:
+    """The simulator starts once daphne answers (make run): wait until it is at work."""
+    deadline = time.monotonic() + 90
+    while "Simulating agents" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "Simulating agents" in log.read_text(), log.read_text()[-3000:]
+
+
 def group_is_gone(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -90,7 +98,7 @@ def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path
     port, log = free_port(), tmp_path / "make-run.log"
     make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
     try:
-        time.sleep(3)  # the simulator at work, so Ctrl-C interrupts something
+        wait_for_the_simulator(log)  # Ctrl-C once it is at work, so it interrupts something
         status = stop_as(make, signal.SIGINT)
         out = log.read_text()
         # GNU make waits for the recipe, which stops daphne and the simulator and exits 0, then ends
@@ -105,6 +113,7 @@ def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path
         # supervisor or `kill -- -PGID` does: the same quiet stop (the issue's "make: *** Error 143").
         log.write_text("")
         make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
+        wait_for_the_simulator(log)
         status = stop_as(make, signal.SIGTERM)
         out = log.read_text()
         assert status == -signal.SIGTERM, out

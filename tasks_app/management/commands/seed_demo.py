@@ -23,6 +23,8 @@ import time
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -85,12 +87,17 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42, help="Random seed (same seed, same data).")
         parser.add_argument("--batch", type=int, default=2000, help="Tasks per transaction.")
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+        parser.add_argument(
+            "--migrate", action="store_true", help="Apply the migrations first (make run: one process, not two)."
+        )
 
-    def handle(self, *args, tasks: int, seed: int, batch: int, no_progress: bool, **options):
+    def handle(self, *args, tasks: int, seed: int, batch: int, no_progress: bool, migrate: bool = False, **options):
         if tasks < 0:
             raise CommandError("--tasks must be 0 or more")
         if batch < 1:
             raise CommandError("--batch must be at least 1")
+        if migrate:
+            call_command("migrate", interactive=False, verbosity=options.get("verbosity", 1), stdout=self.stdout)
         started = time.monotonic()
         with transaction.atomic():
             orgs = self._organizations()
@@ -134,11 +141,15 @@ class Command(BaseCommand):
 
     def _users(self, orgs: dict[str, Organization]) -> None:
         User = get_user_model()
+        hashed = None  # hashed once for every demo user: each hash takes a good part of a second
         for username, slug, role in USERS:
             user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
             is_admin = slug is None
-            if created or not user.check_password(PASSWORD) or user.is_superuser != is_admin:
-                user.set_password(PASSWORD)
+            # An existing user keeps the password someone gave it; only a new one gets the demo's.
+            if created or user.is_superuser != is_admin:
+                if created:
+                    hashed = hashed or make_password(PASSWORD)
+                    user.password = hashed
                 user.is_superuser = user.is_staff = is_admin
                 user.save()
             if slug is not None:
