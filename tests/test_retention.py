@@ -477,7 +477,8 @@ def test_the_live_fragment_of_the_cleaning_replaces_input_and_timeline(alice, cl
 
     event = TaskEvent.objects.filter(task=cleaned_task).latest("id")
     html = render_event_html(event, page="detail", can_edit=True)
-    for target in ('id="panel-input"', 'id="panel-timeline"', 'id="panel-result"'):
+    # The input, the result, the timeline and the decided question all lost their content.
+    for target in ('id="panel-input"', 'id="panel-timeline"', 'id="panel-result"', 'id="panel-hitl"'):
         assert target in html
     assert html.count('hx-swap-oob="true"') >= 5
     assert "Removed by retention" in html

@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from tasks_app import services
 from tests.browser.conftest import change_from_another_process, wait_live
+from tests.browser.test_desk_browser import screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +19,23 @@ SHOTS = os.environ.get("TASKDESK_THEME_SHOTS", "/tmp/taskdesk-theme-shots")
 def test_two_people_on_one_task(new_session, acme, alice, bob):
     actor = services.Actor.system("agent")
     task, _ = services.task_create(
-        organization=acme, actor=actor, id="p-1", title="Refund order 1042", agent="billing-bot", status="executing"
+        organization=acme,
+        actor=actor,
+        id="p-1",
+        title="Refund order 1042",
+        agent="billing-bot",
+        status="executing",
+        input_text="Customer asks for a refund of order #1042: the parcel arrived damaged.",
+        metadata={"customer": "Grace Hopper", "ticket": 1042},
+    )
+    services.append_activity(
+        task=task,
+        actor=actor,
+        entries=[
+            {"kind": "message", "role": "user", "content": "Please refund order #1042, it arrived damaged."},
+            {"kind": "tool_call", "tool_name": "lookup_order", "tool_call_id": "c1", "tool_arguments": {"n": 1042}},
+            {"kind": "tool_result", "tool_name": "lookup_order", "tool_call_id": "c1", "tool_output": {"eur": 345}},
+        ],
     )
     first = new_session("alice")
     first.goto("/tasks/acme/p-1/")
@@ -40,6 +57,7 @@ def test_two_people_on_one_task(new_session, acme, alice, bob):
     )
     os.makedirs(SHOTS, exist_ok=True)
     second.screenshot(path=os.path.join(SHOTS, "presence-bob.png"))
+    screenshot(second, "screenshot-presence.png")
 
     # A change pushed from another process re-renders the header and the panels: the initials
     # stay, and the note comes back on the re-rendered panel.

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tasks_app import services
-from tasks_app.models import Membership, Role
+from tasks_app.models import Membership, Role, Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,19 +107,40 @@ def test_the_admin_shares_the_choice(new_session, desk, django_user_model, acme)
     shoot(page, "admin")
 
 
+# The dark pages the README shows (docs/), refreshed with TASKDESK_SCREENSHOTS=1.
+DOCS_SHOTS = {"list": "screenshot-dark.png"}
+
+
 def shoot(page, name: str) -> str:
     """A full-page screenshot in tmp/ (looked at by whoever changes the theme), and docs/ on request."""
     folder = os.environ.get("TASKDESK_THEME_SHOTS", "/tmp/taskdesk-theme-shots")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"dark-{name}.png")
     page.screenshot(path=path, full_page=True)
-    if os.environ.get("TASKDESK_SCREENSHOTS") == "1" and name in ("list", "detail"):
-        page.screenshot(path=os.path.join(DOCS, f"screenshot-dark-{name}.png"))
+    if os.environ.get("TASKDESK_SCREENSHOTS") == "1" and name in DOCS_SHOTS:
+        page.screenshot(path=os.path.join(DOCS, DOCS_SHOTS[name]))
     return path
 
 
-def test_every_page_in_dark(browser, daphne_server, desk, django_user_model):
+def test_every_page_in_dark(browser, daphne_server, desk, django_user_model, acme, alice, settings):
     django_user_model.objects.create_user("nobody", password="taskdesk")
+    # A saved view for /views/<id>/, and a bulk cancel that changed one task and refused two
+    # (already failed, already completed) for /bulk/<id>/, run here to its summary.
+    view = services.saved_view_create(
+        user=alice, organization=acme, name="Failures", query="status=failed&cols=id,title,status,updated", shared=True
+    )
+    services.task_create(
+        organization=acme, actor=services.Actor.system("agent"), id="n-1", title="Nightly report", status="executing"
+    )
+    settings.BULK_ACTIONS_IN_BACKGROUND = False
+    action = services.bulk_action_start(
+        user=alice,
+        organization=acme,
+        act="cancel",
+        params={"reason": "report feed is broken"},
+        tasks=Task.objects.filter(public_id__in=["n-1", "f-1", "d-1"]),
+    )
+    services.bulk_actions_run(action_id=action.pk)
     context = browser.new_context(base_url=daphne_server, viewport={"width": 1280, "height": 900}, color_scheme="dark")
     context.set_default_timeout(10_000)
     page = context.new_page()
@@ -145,6 +166,23 @@ def test_every_page_in_dark(browser, daphne_server, desk, django_user_model):
         page.goto("/tasks/acme/r-1/activity/")
         assert background(page) == DARK_BG
         shoot(page, "activity")
+        page.goto("/ops/")
+        expect(page.locator("svg.ops-chart")).to_have_count(3)
+        assert background(page) == DARK_BG
+        shoot(page, "ops")
+        page.goto(f"/views/{view.pk}/")
+        expect(page.locator('.view-link[aria-current="page"]')).to_contain_text("Failures")
+        expect(page.locator("#task-rows tr.task-row")).to_have_count(1)
+        assert background(page) == DARK_BG
+        shoot(page, "saved-view")
+        page.goto("/bulk/")
+        assert background(page) == DARK_BG
+        shoot(page, "bulk-list")
+        page.goto(f"/bulk/{action.pk}/")
+        expect(page.locator("[data-bulk-done]")).to_have_text("1")
+        expect(page.locator("[data-bulk-refused]")).to_have_text("2")
+        assert background(page) == DARK_BG
+        shoot(page, "bulk-summary")
         page.click("button:has-text('Sign out')")
         page.goto("/login/")
         page.fill("#id_username", "nobody")
