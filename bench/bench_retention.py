@@ -15,7 +15,7 @@ finished tasks are copied in SQL, with their events and activity, up to --eligib
   its latency before the clean and during it: the longest wait is the lock cost people feel.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
-        .venv/bin/python bench/bench_retention.py [--eligible 1000000] [--batch 500]
+        .venv/bin/python bench/bench_retention.py [--eligible 1000000] [--batch 250]
 
 Creates and drops its own database (TEST_DATABASE_NAME, default bench_taskdesk_retention).
 """
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=30_000, help="demo tasks seed_demo writes (2/3 of them acme's)")
     parser.add_argument("--eligible", type=int, default=1_000_000, help="acme's finished tasks to clean")
     parser.add_argument("--baseline", type=int, default=100_000, help="globex's finished tasks the raw SQL cleans")
-    parser.add_argument("--batch", type=int, default=500, help="tasks per transaction")
+    parser.add_argument("--batch", type=int, default=250, help="tasks per transaction (clean_tasks' default)")
     args = parser.parse_args()
     _common.require_postgres("bench_retention")
     started = time.perf_counter()

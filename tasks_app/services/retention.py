@@ -73,7 +73,9 @@ EVENT_CONTENT_KEYS = frozenset(CLEANED_TASK_VALUES) | {"deep_planning"} | HITL_E
 # The plan keeps its shape and progress; the steps' words go.
 PLAN_STEP_KEYS = ("id", "completed")
 
-DEFAULT_BATCH = 500
+# Tasks per batch (one transaction). 250 keeps the longest batch well under a second at a million
+# tasks on the 2-core machine (bench/bench_retention.py), checkpoint stalls included; 500 did not.
+DEFAULT_BATCH = 250
 MAX_BATCH = 5_000
 
 

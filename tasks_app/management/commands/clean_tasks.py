@@ -1,6 +1,6 @@
 """Retention: strip the content of tasks finished more than --older-than ago (services.retention).
 
-    manage.py clean_tasks --older-than 90d [--status completed,failed] [--org acme] [--batch 500]
+    manage.py clean_tasks --older-than 90d [--status completed,failed] [--org acme] [--batch 250]
 
 Runs in batches of --batch tasks, each its own short transaction; run it again to continue
 after an interruption (what is cleaned stays cleaned, the batch in flight rolls back).
