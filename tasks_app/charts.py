@@ -259,13 +259,14 @@ LABEL_ADVANCE, LABEL_ROW = 7.0, 13
 
 def _place_marker_labels(markers: list[Marker], width: float) -> None:
     """The first label reads leftwards of its rule, the next rightwards, so two close rules stay
-    legible; a label that would leave the chart reads the other way, and one that would then
-    overlap a label already placed drops to a row of its own (just inside the plot's top)."""
+    legible; a label that would leave the chart (or cover the y axis's labels) reads the other way,
+    and one that would then overlap a label already placed drops to a row of its own (just inside
+    the plot's top)."""
     placed: list[tuple[float, float, int]] = []  # (from, to, row)
     for n, marker in enumerate(markers):
         x, extent = float(marker.x), len(marker.label) * LABEL_ADVANCE + 4
         leftwards = n == 0
-        if leftwards and x - extent < 0:
+        if leftwards and x - extent < LEFT:  # not over the y axis's labels
             leftwards = False
         elif not leftwards and x + extent > width:
             leftwards = True
