@@ -114,7 +114,7 @@ def pages(org, tasks, selectors, who: str) -> dict[str, tuple[str, dict | None, 
         # Read from the rollups the write path keeps: the same rows whatever the tasks.
         "operations view, last hour": ("/ops/", None, who),
         "operations view, 7 days": ("/ops/?window=7d", None, who),
-        "operations view, the 5 s refresh (htmx)": ("/ops/?window=24h", OPS_POLL, who),
+        "operations view, its refresh (htmx)": ("/ops/?window=24h", OPS_POLL, who),
     }
 
 

@@ -68,13 +68,15 @@ def ops(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "min_gap_seconds": MIN_GAP_SECONDS,
         "slide_seconds": SLIDE_SECONDS,
-        "last_event_id": selectors.last_event_id([organization.pk]),
         **figures(report),
     }
     template = TEMPLATE
     if request.htmx and not request.htmx.history_restore_request:
-        # The poll refreshes the numbers; the window links and filters swap the page with its controls.
+        # A refresh gets the numbers; the window links and filters swap the page with its controls.
         template += "#ops-body" if request.htmx.target == "ops-body" else "#ops-page"
+    if not template.endswith("#ops-body"):
+        # Where the page's socket starts (a refresh leaves the socket as it is).
+        context["last_event_id"] = selectors.last_event_id([organization.pk])
     response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
     return response
