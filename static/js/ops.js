@@ -1,6 +1,6 @@
 /* The operations view's refresh (templates/ops/ops.html, tasks_app/views/ops.py).
  *
- * The page's socket (#live, consumers.OpsConsumer) pushes one small frame per event of the
+ * The page's socket (#live-ops-<organization>, consumers.OpsConsumer) pushes one small frame per event of the
  * organization: its id. Each frame asks for a refresh of #ops-body ("ops-changed", which its
  * hx-trigger listens for), at most one per data-min-gap seconds: the first change shows at once,
  * a burst of changes costs one refresh per gap, and a hidden tab refreshes when it is shown again.
@@ -13,7 +13,7 @@
   var missed = false; // a change arrived while the tab was hidden
 
   function minGap() {
-    var live = document.querySelector("#live[data-page='ops']");
+    var live = document.querySelector("[ws-connect][data-page='ops']");
     var seconds = live ? parseFloat(live.dataset.minGap) : 2;
     return (isNaN(seconds) ? 2 : seconds) * 1000;
   }
@@ -37,7 +37,7 @@
   }
 
   document.addEventListener("htmx:wsAfterMessage", function (evt) {
-    if (evt.target && evt.target.closest && evt.target.closest("#live[data-page='ops']")) changed();
+    if (evt.target && evt.target.closest && evt.target.closest("[ws-connect][data-page='ops']")) changed();
   });
 
   document.addEventListener("visibilitychange", function () {
