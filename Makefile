@@ -48,7 +48,9 @@ URL := http://$(if $(filter 0.0.0.0 :: [::],$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 # embedded in-memory channel layer. Ctrl-C (or either process ending) stops both; the simulator
 # revokes the API tokens it created. The recipe exits 0 and make prints no error; make itself then
 # ends by the signal it got, as after any interrupted target (the shell's $? is 130, nothing shown;
-# tests/test_makefile.py). HOST=0.0.0.0 PORT=9000 make run listens elsewhere.
+# tests/test_makefile.py). While it stops, the recipe's shell ignores TERM: on a TERM, make sends its
+# child one more, which would otherwise end the shell mid-clean-up ("make: *** Terminated").
+# HOST=0.0.0.0 PORT=9000 make run listens elsewhere.
 run: seed
 	@echo ""
 	@echo "  Taskdesk listens on $(URL)/   (admin: $(URL)/admin/)"
@@ -57,7 +59,7 @@ run: seed
 	@echo "                                charlie (operator, globex), admin (superuser)"
 	@echo "  The agent simulator runs beside the server at $(SIM_RATE) changes/s. Ctrl-C stops both."
 	@echo ""
-	@trap 'trap - INT TERM EXIT; kill $$server $$simulator 2>/dev/null; wait 2>/dev/null; echo ""; echo "  Taskdesk stopped."; exit 0' INT TERM EXIT; \
+	@trap 'trap "" TERM; trap - INT EXIT; kill $$server $$simulator 2>/dev/null; wait 2>/dev/null; echo ""; echo "  Taskdesk stopped."; exit 0' INT TERM EXIT; \
 	$(BIN)/daphne -v 0 -b $(HOST) -p $(PORT) dashboard.asgi:application & server=$$!; \
 	$(BIN)/python dashboard/wait_for_server.py $(URL)/login/ $$server; \
 	$(BIN)/python manage.py simulate_agents --url $(URL) --rate $(SIM_RATE) & simulator=$$!; \

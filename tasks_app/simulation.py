@@ -907,6 +907,12 @@ class Simulator:
     def stop(self) -> None:
         self.stop_event.set()
 
+    def stop_from_signal_handler(self) -> None:
+        """stop() for a signal handler. A handler runs in the main thread between two bytecodes,
+        possibly inside an Event.wait that holds the event's lock; set() would then wait for that
+        lock forever (make run's stop hung so, now and then). Another thread sets it instead."""
+        threading.Thread(target=self.stop, name="simulator-stop", daemon=True).start()
+
     def run(
         self,
         duration: float | None = None,

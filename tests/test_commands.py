@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import signal
 import socket
 from io import StringIO
 
@@ -250,6 +251,27 @@ def test_simulate_agents_gives_up_on_a_silent_server_and_revokes_its_tokens(db):
         (org, f"simulator-{face}") for org in ("acme", "globex") for face in ("xpander", "agentex", "jsonrpc", "api")
     )
     assert not tokens.filter(revoked_at__isnull=True).exists()
+
+
+@pytest.mark.timeout(30)
+def test_simulate_agents_stops_on_a_signal_that_lands_inside_a_wait(db, monkeypatch):
+    """A stop signal can land while the main thread is inside Event.wait, holding the event's lock
+    (make run's Ctrl-C hung so, now and then): the handler must not wait for that lock."""
+    from tasks_app.simulation import Simulator
+
+    def wait_for_server(self, timeout):
+        with self.stop_event._cond:  # the main thread between two bytecodes of Event.wait
+            signal.raise_signal(signal.SIGTERM)  # the handler runs here, the lock held
+        return not self.stop_event.wait(10)  # the run is asked to stop: False, as when one is
+
+    monkeypatch.setattr(Simulator, "wait_for_server", wait_for_server)
+    seed(tasks=0)
+    previous = signal.getsignal(signal.SIGTERM)
+    out = StringIO()
+    call_command("simulate_agents", url="http://127.0.0.1:9", stdout=out, stderr=StringIO())
+    assert "Simulating" not in out.getvalue()  # it stopped before running, quietly
+    assert not ApiToken.objects.filter(revoked_at__isnull=True).exists()  # and revoked its tokens
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_simulate_agents_with_given_tokens_creates_none(db):

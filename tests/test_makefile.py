@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -39,6 +40,19 @@ def test_on_every_interface_it_is_reached_through_127_0_0_1():
     assert "listens on http://127.0.0.1:9000/" in out and "ALLOWED_HOSTS" in out
 
 
+# A terminal's foreground job starts with SIGINT and SIGQUIT at their defaults. A test run launched
+# in the background (`cmd &` from a script, nohup, some CI runners) passes them on ignored, and a
+# signal ignored on entry can be neither trapped by the recipe's shell (POSIX) nor handled by daphne
+# (Twisted handles SIGINT only if Python's default handler is in place): Ctrl-C would then reach
+# only the simulator, and make run would hang. Reset them, then exec make (same pid).
+AS_FROM_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGQUIT)];"
+    " os.execvp(sys.argv[1], sys.argv[1:])",
+]
+
+
 def start_make_run(database: Path, port: int, log: Path) -> subprocess.Popen:
     """`make run` with no services configured (SQLite, in-memory layer), in its own process group as a
     terminal runs a foreground job; returns once the sign-in page answers."""
@@ -50,7 +64,12 @@ def start_make_run(database: Path, port: int, log: Path) -> subprocess.Popen:
     env.update(DATABASE_URL=f"sqlite:///{database}", PORT=str(port), PYTHONUNBUFFERED="1")
     with open(log, "ab") as out:
         make = subprocess.Popen(
-            ["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            AS_FROM_A_TERMINAL + ["make", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 240  # migrate and seed a fresh file first: ~70 s on a busy 2-core machine
     while True:
@@ -82,15 +101,29 @@ def group_is_gone(pgid: int) -> bool:
     return False
 
 
-def stop_as(make: subprocess.Popen, sig: signal.Signals) -> int:
+def stop_as(make: subprocess.Popen, sig: signal.Signals, log: Path) -> int:
     """Sends `sig` to the whole foreground group (Ctrl-C does so with SIGINT); returns make's status."""
     os.killpg(make.pid, sig)
     try:
         return make.wait(timeout=60)
     except subprocess.TimeoutExpired:
+        left = what_is_left(make.pid)
         os.killpg(make.pid, signal.SIGKILL)
         make.wait()
-        pytest.fail(f"make run did not stop on {sig.name}")
+        pytest.fail(f"make run did not stop on {sig.name}; still running:\n{left}\n{log.read_text()[-3000:]}")
+
+
+def what_is_left(pgid: int) -> str:
+    """The group's processes, and where each Python one is stuck (py-spy, a dev requirement)."""
+    ps = subprocess.run(["ps", "-o", "pid=,cmd=", "-g", str(pgid)], capture_output=True, text=True).stdout
+    report = [ps]
+    spy = Path(sys.executable).with_name("py-spy")
+    for line in ps.splitlines():
+        pid, command = line.split(None, 1)
+        if "python" in command and spy.exists():
+            dump = subprocess.run([spy, "dump", "-p", pid], capture_output=True, text=True, check=False)
+            report.append(dump.stdout + dump.stderr)
+    return "\n".join(report)
 
 
 @pytest.mark.timeout(420)
@@ -99,7 +132,7 @@ def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path
     make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
     try:
         wait_for_the_simulator(log)  # Ctrl-C once it is at work, so it interrupts something
-        status = stop_as(make, signal.SIGINT)
+        status = stop_as(make, signal.SIGINT, log)
         out = log.read_text()
         # GNU make waits for the recipe, which stops daphne and the simulator and exits 0, then ends
         # itself by the SIGINT it received, as any make target does: the shell's 130, printing nothing.
@@ -114,7 +147,7 @@ def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path
         log.write_text("")
         make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
         wait_for_the_simulator(log)
-        status = stop_as(make, signal.SIGTERM)
+        status = stop_as(make, signal.SIGTERM, log)
         out = log.read_text()
         assert status == -signal.SIGTERM, out
         assert "0 new tasks" in out and out.rstrip().endswith("Taskdesk stopped.")

@@ -82,7 +82,7 @@ class Command(BaseCommand):
             if threading.current_thread() is threading.main_thread():
                 # Ctrl-C (and `make run`'s trap) ends the run cleanly, so the tokens get revoked.
                 for signum in (signal.SIGINT, signal.SIGTERM):
-                    handlers[signum] = signal.signal(signum, lambda *_: simulator.stop())
+                    handlers[signum] = signal.signal(signum, lambda *_: simulator.stop_from_signal_handler())
             if not simulator.wait_for_server(timeout=wait):
                 if simulator.stop_event.is_set():
                     return
