@@ -10,6 +10,8 @@ stand in for a bell that Redis failed to carry.
 """
 
 import asyncio
+import os
+import sys
 import time
 
 import pytest
@@ -24,6 +26,7 @@ from tasks_app.live import cache as live
 from tasks_app.live import hub as live_hub
 from tests.conftest import requires_redis
 from tests.live_sockets import connect_live, count_log_checks, event_ids, session_cookie, wait_for
+from tests.servers import BASE_DIR
 
 pytestmark = [requires_redis, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -221,6 +224,43 @@ def test_drain_returns_once_the_queued_bells_have_left(monkeypatch):
     publisher.enqueue(1, 11)  # coalesced with the first unless that one already left
     publisher.drain(timeout=5)
     assert sent and sent[-1] == (1, 11) and len(sent) <= 2
+
+
+RING_AND_EXIT = """
+import asyncio, django
+django.setup()
+from channels.layers import get_channel_layer
+from tasks_app.live import bell
+layer = get_channel_layer()
+group_send = layer.group_send
+
+async def slow_group_send(*args, **kwargs):
+    await asyncio.sleep(0.3)  # Redis answering slowly
+    await group_send(*args, **kwargs)
+
+layer.group_send = slow_group_send
+bell.ring(987654321, 42)  # the last change of a command commits; the process exits at once
+"""
+
+
+def test_a_process_that_rings_and_exits_at_once_still_sends_its_bell():
+    """clean_tasks, expire_hitl or a bulk run rings as its last change commits, then exits: the bell
+    still leaves (the publisher is drained at exit), so open pages hear of that change at once."""
+    layer = get_channel_layer()
+    org = 987654321
+
+    async def listen():
+        channel = await layer.new_channel()
+        await layer.group_add(bell.bell_group(org), channel)
+        try:
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+            child = await asyncio.create_subprocess_exec(sys.executable, "-c", RING_AND_EXIT, env=env, cwd=BASE_DIR)
+            assert await asyncio.wait_for(child.wait(), 60) == 0
+            return await asyncio.wait_for(layer.receive(channel), 3)
+        finally:
+            await layer.group_discard(bell.bell_group(org), channel)
+
+    assert asyncio.run(listen()) == bell.bell_message(org, 42)
 
 
 def test_a_burst_of_bells_is_a_few_sends_ending_with_the_newest(monkeypatch):

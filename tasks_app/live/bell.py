@@ -14,11 +14,13 @@ thread committed. It never blocks and never raises:
   burst of 100 writes rings a few times),
   each send bounded by PUBLISH_TIMEOUT. Redis down or hung: the send fails fast, is logged once
   per outage, and is dropped; the readers' idle checks find the events in the log.
+- a process that exits (a command's last change) first waits for its queued bells, about a second at most.
 
 Message on the layer: {"type": "bell", "organization_id": O, "event_id": N}.
 """
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -63,6 +65,7 @@ class Publisher:
         self._wake: asyncio.Event | None = None
         self._failing_since: float | None = None
         self._sending = False  # bells taken off _pending and not yet sent or dropped
+        self._drain_at_exit = False
         self.sent = 0
         self.failed = 0
 
@@ -90,6 +93,12 @@ class Publisher:
 
         threading.Thread(target=run, name="taskdesk-bell", daemon=True).start()
         ready.wait(5)
+        if not self._drain_at_exit:
+            # A command (clean_tasks, expire_hitl, a bulk run) rings as its last change commits and
+            # exits: the daemon thread would die with its last bell unsent. atexit runs while daemon
+            # threads still do; bounded, so a hung Redis delays an exit by about a second at most.
+            self._drain_at_exit = True
+            atexit.register(self.drain, PUBLISH_TIMEOUT + 0.25)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
@@ -132,7 +141,7 @@ class Publisher:
             self._failing_since = None
 
     def drain(self, timeout: float = 5.0) -> None:
-        """Wait until the queued bells have been sent or dropped (tests, commands before exit)."""
+        """Wait until the queued bells have been sent or dropped (tests; each process at exit, see _start)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
