@@ -96,3 +96,22 @@ def test_pushed_fragments_escape_payloads(evil, page, can_edit):
     assert {e.type for e in events} >= {EventType.CREATED, EventType.UPDATED, EventType.ACTIVITY}
     for event in events:
         assert_escaped(render_event_html(event, page=page, can_edit=can_edit))
+
+
+def test_an_amended_payloads_keys_wrap_between_words_in_the_side_column_and_stay_escaped(
+    client, alice, acme, system_actor
+):
+    """The decision's payload diff sits in the task page's narrow side column: a key may wrap after
+    _ . - / : or before a capital (never mid-word), and whatever a key holds is escaped."""
+    task, _ = services.task_create(organization=acme, actor=system_actor, id="keys", title="Keys")
+    services.task_update(task=task, actor=system_actor, status="executing")
+    proposed = {"refund_amount_cents": 2500, "customerEmailAddress": "a@b.c", **dict.fromkeys(XSS_PAYLOADS, 1)}
+    hitl = services.hitl_request(task=task, actor=system_actor, question="Refund?", payload=proposed)
+    amended = {"refund_amount_cents": 2000, "customerEmailAddress": "c@d.e", **dict.fromkeys(XSS_PAYLOADS, 2)}
+    services.hitl_decide(hitl=hitl, actor=services.Actor.for_user(alice), decision="approved", amended_payload=amended)
+    client.force_login(alice)
+    html = client.get(task_url(task)).content.decode()
+    assert "<code>refund_<wbr>amount_<wbr>cents</code>" in html
+    assert "<code>customer<wbr>Email<wbr>Address</code>" in html
+    assert "<code>&lt;script&gt;alert(1)&lt;/<wbr>script&gt;</code>" in html
+    assert_escaped(html)

@@ -5,6 +5,7 @@ Filters return plain text (the template escapes it); tags that need markup rende
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,17 @@ def task_url(task, name: str = "task_detail") -> str:
 @register.filter
 def status_label(status: str) -> str:
     return lifecycle.STATUS_LABELS.get(status, status)
+
+
+# Where a long key may wrap: after _ . - / : and between a lower-case letter and a capital.
+_KEY_BREAKS = re.compile(r"(?<=[_.\-/:])(?=.)|(?<=[a-z])(?=[A-Z])")
+
+
+@register.inclusion_tag("tasks/tags/breakable.html")
+def breakable(text: Any) -> dict:
+    """A key name that wraps between its words in a narrow column (refund_amount_cents as
+    refund_ / amount_ / cents), not mid-word; each part escaped by the template."""
+    return {"parts": _KEY_BREAKS.split(str(text))}
 
 
 @register.inclusion_tag("tasks/tags/time.html")
