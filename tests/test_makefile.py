@@ -153,6 +153,18 @@ def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path
         assert "0 new tasks" in out and out.rstrip().endswith("Taskdesk stopped.")
         assert not any(word in out for word in ("***", "Error", "Traceback", "Terminated", "Interrupt")), out
         assert group_is_gone(make.pid)
+
+        # A third, stopped as soon as the sign-in page answers: the simulator is still starting (no
+        # signal handler of its own yet), and make passes its TERM on to the recipe's shell while
+        # that cleans up. The same quiet stop.
+        log.write_text("")
+        make = start_make_run(tmp_path / "taskdesk.sqlite3", port, log)
+        status = stop_as(make, signal.SIGTERM, log)
+        out = log.read_text()
+        assert status == -signal.SIGTERM, out
+        assert out.rstrip().endswith("Taskdesk stopped.")
+        assert not any(word in out for word in ("***", "Error", "Traceback", "Terminated", "Interrupt")), out
+        assert group_is_gone(make.pid)
     finally:
         if not group_is_gone(make.pid):
             os.killpg(make.pid, signal.SIGKILL)
