@@ -99,35 +99,39 @@ def wait_for(predicate, timeout: float = 12.0) -> bool:
     return predicate()
 
 
+@pytest.fixture
+def console_errors():
+    """Collects console errors of the pages handed to `watch`; the test fails on any."""
+    errors: list[str] = []
+
+    def watch(page):
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield watch
+    assert errors == [], errors
+
+
 def wait_live(page, state: str = "open") -> None:
     """Waits for live.js to report the socket state (a signal, not a sleep)."""
     page.wait_for_function("s => document.documentElement.dataset.ws === s", arg=state, timeout=TIMEOUT_MS)
 
 
-def change_from_another_process(task, **fields) -> None:
-    """services.task_update in a separate `manage.py shell` process, like an agent or worker.
-
-    The task is named as an agent names it: its public id within its organization. The process
-    waits for its bell to leave (live.bell's publisher thread) before it exits, so the change
-    reaches the server's sockets through Redis, not only through the server's idle check.
-    """
-    code = (
-        "import json, os; from tasks_app import services; from tasks_app.live import bell; "
-        "services.task_update(task=os.environ['TD_TASK'], organization_id=int(os.environ['TD_ORG']), "
-        "actor=services.Actor.system('agent-process'), **json.loads(os.environ['TD_FIELDS'])); "
-        "bell.publisher.drain()"
-    )
+def run_manage(*args: str, **env: str) -> str:
+    """`manage.py ARGS` in a process of its own on the test database, as cron, a worker or an agent
+    runs one; fails the test on a non-zero exit; returns what it printed. A process drains its
+    bells at exit (live.bell), so its changes reach the server's sockets through Redis, not only
+    through the server's idle check."""
     env = {
         **os.environ,
         "TASKDESK_USE_TEST_DATABASE": "1",
         "TEST_DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
-        "TD_TASK": task.public_id,
-        "TD_ORG": str(task.organization_id),
-        "TD_FIELDS": json.dumps(fields),
+        **env,
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
+        [sys.executable, "manage.py", *args],
         env=env,
         cwd=settings.BASE_DIR,
         capture_output=True,
@@ -135,3 +139,17 @@ def change_from_another_process(task, **fields) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def change_from_another_process(task, **fields) -> None:
+    """services.task_update in a separate `manage.py shell` process, like an agent or worker; the
+    task named as an agent names it (its public id within its organization)."""
+    code = (
+        "import json, os; from tasks_app import services; "
+        "services.task_update(task=os.environ['TD_TASK'], organization_id=int(os.environ['TD_ORG']), "
+        "actor=services.Actor.system('agent-process'), **json.loads(os.environ['TD_FIELDS']))"
+    )
+    run_manage(
+        "shell", "-c", code, TD_TASK=task.public_id, TD_ORG=str(task.organization_id), TD_FIELDS=json.dumps(fields)
+    )

@@ -20,20 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 AGENT = services.Actor.system("agent")
 
 
-@pytest.fixture
-def console_errors():
-    """Collects console errors of the pages handed to `watch`; the test fails on any."""
-    errors: list[str] = []
-
-    def watch(page):
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        return page
-
-    yield watch
-    assert errors == [], errors
-
-
 def make(org, count, prefix="t", **fields):
     return [
         services.task_create(

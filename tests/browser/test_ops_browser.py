@@ -23,20 +23,6 @@ from tests.browser.test_desk_browser import screenshot
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def console_errors():
-    """Collects console errors of the pages handed to `watch`; the test fails on any."""
-    errors: list[str] = []
-
-    def watch(page):
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        return page
-
-    yield watch
-    assert errors == [], errors
-
-
 class History:
     """What the fixture wrote, to check the page against: per window, the tasks it counts."""
 

@@ -3,18 +3,15 @@ an open task page into the cleaned task's page live: "Removed by retention" wher
 result, metadata, parameters and the decided question were, the history without the content, no
 edit forms; the same after a reload (docs/screenshot-retention.png)."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
 from tasks_app import services
-from tests.browser.conftest import wait_live
+from tests.browser.conftest import run_manage, wait_live
 from tests.browser.test_desk_browser import screenshot
+from tests.test_retention import finished_task as retention_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,59 +20,9 @@ CONTENT = ("Ada Lovelace", "card_4242", "Refunded Ada", "May I refund Ada")
 
 @pytest.fixture
 def finished_task(acme, alice):
-    """A completed refund with content everywhere: input, metadata, params, activity, a decided question, a result."""
-    actor = services.Actor.system("agent")
-    task, _ = services.task_create(
-        organization=acme,
-        actor=actor,
-        id="t-1",
-        title="Refund order 1234",
-        agent="billing-bot",
-        input_text="Ada Lovelace asks for a refund of order #1234",
-        metadata={"customer": "Ada Lovelace", "ticket": 1234},
-        params={"temperature": 0.2},
-        status="executing",
-        prompt_tokens=1200,
-        completion_tokens=300,
-    )
-    services.append_activity(
-        task=task,
-        actor=actor,
-        entries=[
-            {"kind": "message", "role": "user", "content": "Please refund Ada Lovelace"},
-            {
-                "kind": "tool_call",
-                "tool_name": "issue_refund",
-                "tool_call_id": "c1",
-                "tool_arguments": {"card": "card_4242"},
-            },
-            {"kind": "tool_result", "tool_name": "issue_refund", "tool_call_id": "c1", "tool_output": {"ok": True}},
-        ],
-    )
-    hitl = services.hitl_request(task=task, actor=actor, question="May I refund Ada 40 EUR?", payload={"eur": 40})
-    services.hitl_decide(hitl=hitl, actor=actor, approve=True, comment="Yes")
-    services.task_update(task=task, actor=actor, status="completed", result="Refunded Ada 40 EUR")
-    return task
-
-
-def clean_from_another_process(*args: str) -> str:
-    """`manage.py clean_tasks` in its own process on the test database, as cron runs it."""
-    env = {
-        **os.environ,
-        "TASKDESK_USE_TEST_DATABASE": "1",
-        "TEST_DATABASE_NAME": str(settings.DATABASES["default"]["NAME"]),
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "clean_tasks", *args, "--no-progress"],
-        env=env,
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    """A completed refund with content everywhere (tests/test_retention.py's): input, metadata, params,
+    activity, a decided question, a result."""
+    return retention_task(acme, services.Actor.system("agent"), "1234")
 
 
 def assert_cleaned(page) -> None:
@@ -99,7 +46,7 @@ def assert_cleaned(page) -> None:
 
 def test_an_open_page_turns_into_the_cleaned_task_and_stays_so(new_session, finished_task):
     page = new_session("alice")
-    page.goto("/tasks/acme/t-1/")
+    page.goto("/tasks/acme/1234/")
     wait_live(page)
     # Before: the content is there and an operator may edit it.
     expect(page.locator("#panel-input")).to_contain_text("Ada Lovelace asks for a refund")
@@ -107,7 +54,7 @@ def test_an_open_page_turns_into_the_cleaned_task_and_stays_so(new_session, fini
     assert page.locator("main form").count() > 0
     assert page.locator(".cleaned-note").count() == 0
 
-    output = clean_from_another_process("--older-than", "0m")
+    output = run_manage("clean_tasks", "--older-than", "0m", "--no-progress")
     assert "Cleaned 1 task" in output
 
     # The cleaning's event arrives on the open page: the cleaned panels are swapped in.
