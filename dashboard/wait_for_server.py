@@ -3,14 +3,25 @@ agent simulator only once daphne serves, so the two do not start Django side by 
 machine (the sign-in page answers sooner). Standard library only: no Django start of its own.
 
     python dashboard/wait_for_server.py URL SERVER_PID [TIMEOUT_SECONDS]
+
+Stopped while waiting (Ctrl-C, or a TERM to make's process group), it exits at once with the
+shell's status for that signal, never *by* the signal: the recipe's shell would print
+"Terminated" for a foreground command a TERM ended. Its handlers end the process with os._exit
+and so does its own exit, because Python's exit puts the default handlers back first, and a TERM
+landing in that last moment (just as the server answers) would end it by the signal after all.
 """
 
 import os
 import signal
-import sys
-import time
-import urllib.error
-import urllib.request
+
+if __name__ == "__main__":  # first, before the imports below take their time
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
 
 
 def main(url: str, pid: int, timeout: float = 120.0) -> int:
@@ -31,10 +42,4 @@ def main(url: str, pid: int, timeout: float = 120.0) -> int:
 
 
 if __name__ == "__main__":
-    # Stopped while waiting (Ctrl-C, or SIGTERM to make's group): exit quietly, so the shell prints
-    # no "Terminated" and make run's trap stops the server.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        sys.exit(main(sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:4])))
-    except KeyboardInterrupt:
-        sys.exit(130)  # Ctrl-C while waiting: make run's trap stops the server, quietly
+    os._exit(main(sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:4])))

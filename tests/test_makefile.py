@@ -1,6 +1,7 @@
 """`make run` as a newcomer types it: where it listens, the address the simulator drives (dry runs), and a
 real start on a fresh SQLite file that Ctrl-C stops cleanly."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -170,3 +171,36 @@ def test_make_run_serves_and_stops_cleanly_on_ctrl_c_leaving_no_process(tmp_path
             os.killpg(make.pid, signal.SIGKILL)
     with pytest.raises(OSError):  # the port is free again
         urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)  # noqa: S310
+
+
+def wait_for_server(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "dashboard" / "wait_for_server.py"), *args])
+
+
+def test_wait_for_server_returns_once_the_server_answers_or_its_process_is_gone():
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # answers 501
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/login/"
+        assert wait_for_server(url, str(os.getpid())).wait(timeout=30) == 0  # any HTTP status will do
+    finally:
+        server.shutdown()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert wait_for_server(f"http://127.0.0.1:{free_port()}/", str(gone.pid)).wait(timeout=30) == 1
+
+
+def test_wait_for_server_stopped_exits_with_the_signals_status_never_by_the_signal():
+    """The recipe's shell prints "Terminated" for a foreground command a TERM ended. Python puts the
+    default handlers back as it exits, so TERMs that keep coming while it exits would end it by the
+    signal (-15) if its handler exited the usual way."""
+    waiting = wait_for_server(f"http://127.0.0.1:{free_port()}/", str(os.getpid()), "60")
+    time.sleep(1.0)  # its handlers are in place
+    while waiting.poll() is None:  # a group stop: TERMs keep coming until it is gone
+        with contextlib.suppress(ProcessLookupError):
+            waiting.send_signal(signal.SIGTERM)
+        time.sleep(0.0002)
+    assert waiting.returncode == 143
