@@ -9,6 +9,16 @@ from tests.live_sockets import communicator, session_cookie
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture
+async def hub():
+    """The hub an accepted socket starts, stopped when the test ends (as tests/test_consumers.py
+    does): left to the event loop's closing, its Redis listener could outlive the test's teardown."""
+    from tasks_app.live import hub as live_hub
+
+    yield live_hub.hub_for_running_loop()
+    await live_hub.reset_hub_for_running_loop()
+
+
 def scope(host="127.0.0.1:8000", scheme="ws", extra=()):
     headers = [(b"host", host.encode()), *extra] if host is not None else list(extra)
     return {"type": "websocket", "scheme": scheme, "headers": headers}
@@ -78,7 +88,7 @@ def test_normalize_origin():
         ("http://localhost:8000", "localhost:8000", True),
     ],
 )
-async def test_a_socket_with_alices_cookie_opens_only_from_the_exact_origin(alice, origin, host, accepted):
+async def test_a_socket_with_alices_cookie_opens_only_from_the_exact_origin(hub, alice, origin, host, accepted):
     from asgiref.sync import sync_to_async
 
     cookie = await sync_to_async(session_cookie)(alice)
@@ -98,7 +108,7 @@ async def test_a_socket_with_alices_cookie_opens_only_from_the_exact_origin(alic
         ((b"null",), False),
     ],
 )
-async def test_the_agent_socket_needs_no_origin_but_checks_one_that_is_sent(acme, origins, accepted):
+async def test_the_agent_socket_needs_no_origin_but_checks_one_that_is_sent(hub, acme, origins, accepted):
     from asgiref.sync import sync_to_async
 
     from dashboard.asgi import application
